@@ -1,0 +1,1 @@
+"""Event contracts, read models and the NATS topology that every turnlog service shares."""

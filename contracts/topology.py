@@ -1,0 +1,66 @@
+"""Stream, subject, consumer and KV bucket names: the one place that defines turnlog's NATS layout."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CHECKPOINT_BUCKET",
+    "DEAD_LETTER_SUBJECT",
+    "EVENT_KINDS",
+    "EVENTS_STREAM",
+    "LEASE_BUCKET",
+    "PROJECTOR_CONSUMER",
+    "RUNNER_CONSUMER",
+    "event_subject",
+    "job_filter",
+    "job_id_from_subject",
+]
+
+EVENTS_STREAM: Final = "TURNLOG_EVENTS"
+"""Every job's history. A job owns the subjects `turnlog.events.<jobId>.<kind>`."""
+
+EVENTS_SUBJECTS: Final = "turnlog.events.>"
+
+EVENT_KINDS: Final[dict[str, str]] = {
+    "job.requested.v1": "requested",
+    "job.started.v1": "started",
+    "turn.completed.v1": "turn",
+    "job.failed.v1": "failed",
+    "job.completed.v1": "completed",
+    "job.cancel_requested.v1": "cancel",
+    "job.cancelled.v1": "cancelled",
+    "job.resumed.v1": "resumed",
+    "checkpoint.deleted.v1": "deleted",
+}
+"""The last subject token for each event tag, so consumers can filter by kind without decoding."""
+
+WORK_FILTER: Final = "turnlog.events.*.requested"
+"""A job request is also the work item: runners consume exactly these subjects."""
+
+RUNNER_CONSUMER: Final = "runner"
+PROJECTOR_CONSUMER: Final = "projector"
+
+DEAD_LETTER_SUBJECT: Final = "turnlog.deadletter"
+"""Core NATS subject where consumers report events they cannot decode."""
+
+CHECKPOINT_BUCKET: Final = "turnlog-checkpoints"
+LEASE_BUCKET: Final = "turnlog-leases"
+
+
+def event_subject(job_id: str, tag: str) -> str:
+    """Build the subject an event with `tag` is appended to."""
+    return f"turnlog.events.{job_id}.{EVENT_KINDS[tag]}"
+
+
+def job_filter(job_id: str) -> str:
+    """Build the wildcard that matches every event of one job."""
+    return f"turnlog.events.{job_id}.>"
+
+
+def job_id_from_subject(subject: str) -> str:
+    """Extract the job id from an event subject."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["turnlog", "events"]:
+        raise ValueError(f"not a turnlog event subject: {subject!r}; expected turnlog.events.<jobId>.<kind>")
+    return parts[2]

@@ -1,0 +1,74 @@
+"""The Litestar application factory for the API, the gateway, or both on one port."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+
+from services.api.diff import job_diff
+from services.api.errors import error_handlers
+from services.api.routes import API_ROUTES
+from services.common.runtime import Runtime, open_runtime
+from services.common.settings import Settings
+from services.gateway.routes import GATEWAY_ROUTES
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_OPEN_PATHS = frozenset({"/webhook", "/health", "/ready"})
+
+
+def create_app(
+    settings: Settings, *, runtime: Runtime | None = None, api: bool = True, gateway: bool = True
+) -> Litestar:
+    """Build the app; without a `runtime` it connects to NATS in its lifespan and closes it on exit."""
+    route_handlers: list[Any] = []
+    if api:
+        route_handlers.extend([*API_ROUTES, job_diff])
+    if gateway:
+        route_handlers.extend(GATEWAY_ROUTES)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or await open_runtime(settings, name="turnlog-api")
+        app.state.settings = settings
+        if settings.webhook_secret is None and gateway:
+            log.warning("TURNLOG_WEBHOOK_SECRET is not set: unsigned webhook deliveries are accepted")
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.runtime.close()
+
+    return Litestar(
+        route_handlers=route_handlers,
+        lifespan=[lifespan],
+        exception_handlers=error_handlers,
+        guards=[_bearer_guard(settings)],
+        openapi_config=OpenAPIConfig(title="turnlog", version="0.1.0", path="/schema"),
+        debug=False,
+        logging_config=None,
+    )
+
+
+def _bearer_guard(settings: Settings) -> Any:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if settings.api_token is None or connection.url.path in _OPEN_PATHS:
+            return
+        expected = f"Bearer {settings.api_token.get_secret_value()}"
+        given = connection.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise NotAuthorizedException("missing or wrong bearer token; set TURNLOG_API_TOKEN")
+
+    return guard

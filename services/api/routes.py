@@ -1,0 +1,280 @@
+"""Route handlers of the REST API; each one validates, reads or appends, and answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post
+from litestar.params import Parameter
+
+from contracts.checkpoint import JOB_STATUSES, Checkpoint
+from contracts.codec import encode_event, event_tag
+from contracts.events import CheckpointDeleted, JobRequested
+from contracts.events import JobResumed as JobResumedEvent
+from services.api.errors import ApiError
+from services.api.schemas import (
+    CanResumeOut,
+    CheckpointList,
+    CreateJobIn,
+    JobAccepted,
+    ResumeIn,
+    ResumeOut,
+)
+from services.api.state import list_checkpoints, live_view, read_checkpoint
+from services.common.clock import now_iso
+from services.common.history import HistoryError, load_job, load_lineage
+from services.common.ids import derived_job_id, is_job_id, new_job_id
+from services.common.runtime import Runtime
+from services.common.settings import Settings
+from services.common.store import AppendConflictError
+
+__all__ = ["API_ROUTES"]
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _settings(request: Request[Any, Any, Any]) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _check_job_id(job_id: str) -> None:
+    if not is_job_id(job_id):
+        raise ApiError(
+            400, "invalid_job_id", f"invalid job id {job_id!r}: expected 4-40 lowercase letters and digits",
+            field="jobId",
+        )
+
+
+async def _checkpoint_or_404(runtime: Runtime, job_id: str) -> Checkpoint:
+    _check_job_id(job_id)
+    checkpoint = await read_checkpoint(runtime, job_id)
+    if checkpoint is None:
+        raise ApiError(404, "not_found", f"job {job_id} not found; list jobs with GET /checkpoints", field="jobId")
+    return await live_view(runtime, checkpoint)
+
+
+def _decode_body(raw: bytes, kind: type[Any], *, optional: bool) -> Any:
+    if not raw.strip():
+        if optional:
+            return kind()
+        raise ApiError(400, "invalid_request", "request body is empty; send a JSON object", field=None)
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in text else None
+        raise ApiError(400, "invalid_request", f"invalid request body: {text}", field=field) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_request", f"request body is not valid JSON: {exc}", field=None) from exc
+
+
+@get("/health", summary="Liveness")
+async def health() -> dict[str, str]:
+    """Answer 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@get("/ready", summary="Readiness: NATS reachable and streams present")
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Answer 200 when NATS is connected and the events stream exists, 503 otherwise."""
+    runtime = _runtime(request)
+    try:
+        info = await runtime.js.stream_info("TURNLOG_EVENTS")
+    except Exception as exc:
+        return Response({"ready": False, "reason": f"events stream unavailable: {exc!r}"}, status_code=503)
+    return Response({"ready": runtime.nc.is_connected, "events": info.state.messages}, status_code=200)
+
+
+@post("/jobs", status_code=202, summary="Create a job without GitHub")
+async def create_job(request: Request[Any, Any, Any]) -> JobAccepted:
+    """Append a job request from a JSON body."""
+    runtime, settings = _runtime(request), _settings(request)
+    body: CreateJobIn = _decode_body(await request.body(), CreateJobIn, optional=False)
+    if not body.task.strip():
+        raise ApiError(400, "invalid_request", "task is empty; say what the agent should do", field="task")
+    max_turns = body.max_turns or settings.default_max_turns
+    if not 1 <= max_turns <= 1000:
+        raise ApiError(400, "invalid_request", f"maxTurns {max_turns} is out of range; use 1 to 1000", field="maxTurns")
+    job_id = new_job_id()
+    event = JobRequested(
+        job_id=job_id,
+        at=now_iso(),
+        repository=body.repository,
+        task=body.task,
+        max_turns=max_turns,
+        callback_url=body.callback.url if body.callback else None,
+    )
+    await runtime.store.append(event, expected_last=0)
+    return JobAccepted(job_id=job_id, status="queued")
+
+
+@get("/jobs/{job_id:str}", summary="Job status")
+async def job_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    """Return the job's status, turns and the rest of its checkpoint."""
+    checkpoint = await _checkpoint_or_404(_runtime(request), job_id)
+    body = msgspec.to_builtins(checkpoint)
+    return {"jobId": checkpoint.job_id, "status": checkpoint.job_status, **body}
+
+
+@get("/jobs/{job_id:str}/events", summary="The job's events in order")
+async def job_events(
+    request: Request[Any, Any, Any],
+    job_id: str,
+    after: int = Parameter(default=0, ge=0, description="Return events after this stream sequence."),
+    limit: int = Parameter(default=100, ge=1, le=1000, description="Maximum number of events to return."),
+) -> dict[str, Any]:
+    """Page through the job's raw events: sequence, time, type and the event itself."""
+    _check_job_id(job_id)
+    stored = await _runtime(request).store.read(job_id, after=after, limit=limit)
+    events = [
+        {
+            "sequence": item.sequence,
+            "time": item.time,
+            "type": event_tag(item.event) if item.event is not None else None,
+            "event": msgspec.json.decode(encode_event(item.event)) if item.event is not None else None,
+            "error": str(item.error) if item.error is not None else None,
+        }
+        for item in stored
+    ]
+    return {"jobId": job_id, "events": events, "next": events[-1]["sequence"] if events else after}
+
+
+@get("/checkpoints", summary="List checkpoints")
+async def checkpoints(
+    request: Request[Any, Any, Any],
+    status: str | None = Parameter(default=None, description="Only checkpoints with this jobStatus."),
+) -> CheckpointList:
+    """List every checkpoint with its live status, optionally filtered by status."""
+    if status is not None and status not in JOB_STATUSES:
+        raise ApiError(
+            400, "invalid_request", f"invalid status {status!r}; use one of {', '.join(JOB_STATUSES)}",
+            field="status",
+        )
+    runtime = _runtime(request)
+    views = [await live_view(runtime, checkpoint) for checkpoint in await list_checkpoints(runtime)]
+    if status is not None:
+        views = [view for view in views if view.job_status == status]
+    return CheckpointList(checkpoints=views)
+
+
+@get("/checkpoints/{job_id:str}", summary="One checkpoint")
+async def checkpoint(request: Request[Any, Any, Any], job_id: str) -> Checkpoint:
+    """Return one checkpoint; 404 when the job does not exist."""
+    return await _checkpoint_or_404(_runtime(request), job_id)
+
+
+@get("/checkpoints/{job_id:str}/can-resume", summary="Whether a job can be resumed")
+async def can_resume(request: Request[Any, Any, Any], job_id: str) -> CanResumeOut:
+    """Return whether the job can be resumed now and why."""
+    view = await _checkpoint_or_404(_runtime(request), job_id)
+    return CanResumeOut(can_resume=view.can_resume, reason=view.can_resume_reason)
+
+
+@post("/checkpoints/{job_id:str}/resume", status_code=202, summary="Resume a job as a new job")
+async def resume(request: Request[Any, Any, Any], job_id: str) -> ResumeOut:
+    """Mark the job resumed and request the new job in one atomic, concurrency-checked batch."""
+    runtime = _runtime(request)
+    body: ResumeIn = _decode_body(await request.body(), ResumeIn, optional=True)
+    _check_job_id(job_id)
+    try:
+        history = await load_job(runtime.store, job_id)
+    except HistoryError as exc:
+        raise ApiError(409, "history_unreadable", f"cannot resume: {exc}", field="jobId") from exc
+    if history is None or history.checkpoint is None:
+        raise ApiError(404, "not_found", f"job {job_id} not found; list jobs with GET /checkpoints", field="jobId")
+
+    view = await live_view(runtime, history.checkpoint)
+    idempotency_key = request.headers.get("idempotency-key")
+    new_id = derived_job_id("resume", job_id, idempotency_key) if idempotency_key else new_job_id()
+    if view.job_status == "resumed" and view.resumed_as == new_id:
+        return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=history.checkpoint.turns)
+    if not view.can_resume:
+        raise ApiError(409, "cannot_resume", f"cannot resume: {view.can_resume_reason}", resumedAs=view.resumed_as)
+
+    from_turn = view.turns if body.from_turn is None else body.from_turn
+    if not 1 <= from_turn <= view.turns and not (from_turn == 0 and view.turns == 0):
+        raise ApiError(
+            400, "invalid_request", f"fromTurn {from_turn} is out of range; use 1 to {view.turns}", field="fromTurn"
+        )
+    at = now_iso()
+    request_event = JobRequested(
+        job_id=new_id,
+        at=at,
+        repository=history.request.repository,
+        task=history.request.task,
+        max_turns=history.request.max_turns,
+        callback_url=body.callback.url if body.callback else history.request.callback_url,
+        github=history.request.github,
+        resume_of=job_id,
+        from_turn=from_turn,
+        note=body.note,
+    )
+    resumed = JobResumedEvent(job_id=job_id, at=at, new_job_id=new_id, from_turn=from_turn)
+    try:
+        await runtime.store.append_batch([(resumed, history.last_sequence), (request_event, 0)])
+    except AppendConflictError as exc:
+        winner = await read_checkpoint(runtime, job_id)
+        again = await load_job(runtime.store, job_id)
+        current = again.checkpoint if again else winner
+        if current is not None and current.resumed_as == new_id:
+            return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=from_turn)
+        resumed_as = current.resumed_as if current else None
+        reason = (
+            f"job {job_id} was already resumed as job {resumed_as}; resume that job instead"
+            if resumed_as
+            else f"job {job_id} changed while resuming; check its status and retry"
+        )
+        raise ApiError(409, "cannot_resume", f"cannot resume: {reason}", resumedAs=resumed_as) from exc
+    return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=from_turn)
+
+
+@get("/checkpoints/{job_id:str}/messages", summary="The job's message history, rebuilt from events")
+async def messages(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    """Return the conversation a resume would send the model, with the repairs made and the forks."""
+    _check_job_id(job_id)
+    try:
+        lineage = await load_lineage(_runtime(request).store, job_id)
+    except HistoryError as exc:
+        raise ApiError(404, "not_found", f"job {job_id} not found or unreadable: {exc.detail}", field="jobId") from exc
+    conversation = lineage.conversation()
+    return {
+        "jobId": job_id,
+        "messages": conversation.messages,
+        "repairs": [{"turn": r.turn, "kind": r.kind, "detail": r.detail} for r in conversation.repairs],
+        "forks": [{"jobId": origin, "fromTurn": turn} for origin, turn in lineage.forks],
+    }
+
+
+@delete("/checkpoints/{job_id:str}", status_code=200, summary="Delete a job's checkpoint and history")
+async def delete_checkpoint(request: Request[Any, Any, Any], job_id: str) -> dict[str, bool]:
+    """Record the deletion, then purge the job's history so a rebuild does not bring it back."""
+    runtime = _runtime(request)
+    view = await _checkpoint_or_404(runtime, job_id)
+    if view.job_status in ("running", "queued"):
+        raise ApiError(409, "job_active", f"job {job_id} is {view.job_status}; cancel it first", field="jobId")
+    last = await runtime.store.last_sequence(job_id)
+    tombstone = await runtime.store.append(
+        CheckpointDeleted(job_id=job_id, at=now_iso(), reason="api"), expected_last=last
+    )
+    await runtime.store.purge(job_id, before=tombstone)
+    return {"deleted": True}
+
+
+API_ROUTES = [
+    health,
+    ready,
+    create_job,
+    job_status,
+    job_events,
+    checkpoints,
+    checkpoint,
+    can_resume,
+    resume,
+    messages,
+    delete_checkpoint,
+]

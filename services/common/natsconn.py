@@ -1,0 +1,76 @@
+"""Connecting to NATS and declaring turnlog's streams and KV buckets idempotently."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+
+from contracts import topology
+
+log = logging.getLogger(__name__)
+
+_STREAM_IN_USE = 10058
+
+
+async def connect(servers: list[str], *, name: str) -> Client:
+    """Connect with unlimited reconnects, so a restarted or re-elected server never ends a service."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS connection error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("disconnected from NATS; reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("reconnected to NATS")
+
+    return await nats.connect(
+        servers=servers,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+
+
+def events_stream_config(replicas: int) -> StreamConfig:
+    """Describe the history stream: file storage, kept forever, direct gets and atomic batches allowed."""
+    return StreamConfig(
+        name=topology.EVENTS_STREAM,
+        subjects=[topology.EVENTS_SUBJECTS],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+        allow_direct=True,
+        allow_atomic=True,
+        description="turnlog job histories: one subject per job and event kind",
+    )
+
+
+async def ensure_topology(js: JetStreamContext, *, replicas: int = 1) -> None:
+    """Create or update the events stream and the KV buckets; safe to call from every service at start."""
+    config = events_stream_config(replicas)
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != _STREAM_IN_USE:
+            raise
+        await js.update_stream(config)
+
+    await _ensure_bucket(js, KeyValueConfig(bucket=topology.CHECKPOINT_BUCKET, history=1, replicas=replicas))
+    await _ensure_bucket(js, KeyValueConfig(bucket=topology.LEASE_BUCKET, history=1, replicas=replicas))
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    try:
+        await js.key_value(config.bucket)
+    except (BucketNotFoundError, NotFoundError):
+        await js.create_key_value(config)

@@ -1,0 +1,1 @@
+"""Inventory API: route handlers over an in-memory item store."""

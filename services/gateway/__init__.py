@@ -1,0 +1,1 @@
+"""The webhook gateway: verifies GitHub deliveries, turns `/code` comments into job requests."""
