@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 
 from services.common.embedded import free_port
-
-SAMPLE_REPO = Path(__file__).parent / "sample_repo"
+from services.demo.sample import create_sample_repository
 
 SEED_WEBHOOK = {
     "action": "created",
@@ -25,17 +24,6 @@ SEED_WEBHOOK = {
     "issue": {"number": 42},
     "comment": {"body": "/code Add comprehensive error handling to the API"},
 }
-
-
-def create_sample_repository(repos_dir: Path) -> Path:
-    """Create `my-org/my-repo` under `repos_dir` as a git repository holding the sample project."""
-    target = repos_dir / "my-org" / "my-repo"
-    shutil.copytree(SAMPLE_REPO, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    git = ["git", "-c", "user.name=turnlog demo", "-c", "user.email=demo@turnlog.invalid"]
-    subprocess.run([*git, "init", "--quiet", "--initial-branch=main"], cwd=target, check=True)
-    subprocess.run([*git, "add", "--all"], cwd=target, check=True)
-    subprocess.run([*git, "commit", "--quiet", "-m", "Sample API project"], cwd=target, check=True)
-    return target
 
 
 def turnlog(*args: str, env: dict[str, str]) -> int:
