@@ -7,8 +7,8 @@ from typing import Final
 __all__ = [
     "CHECKPOINT_BUCKET",
     "DEAD_LETTER_SUBJECT",
-    "EVENT_KINDS",
     "EVENTS_STREAM",
+    "EVENT_KINDS",
     "LEASE_BUCKET",
     "PROJECTOR_CONSUMER",
     "RUNNER_CONSUMER",

@@ -16,9 +16,7 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error answer: HTTP status, a stable code, a message saying what to do, and optional details."""
 
-    def __init__(
-        self, status: int, code: str, message: str, *, field: str | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
         self.status = status
         self.code = code
         self.message = message
@@ -57,7 +55,11 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unexpected error", exc_info=exc)
     return Response(
-        {"error": "unavailable", "message": f"the request failed: {type(exc).__name__}; retry shortly", "field": None},
+        {
+            "error": "unavailable",
+            "message": f"the request failed: {type(exc).__name__}; retry shortly",
+            "field": None,
+        },
         status_code=503,
     )
 

@@ -45,7 +45,9 @@ def _settings(request: Request[Any, Any, Any]) -> Settings:
 def _check_job_id(job_id: str) -> None:
     if not is_job_id(job_id):
         raise ApiError(
-            400, "invalid_job_id", f"invalid job id {job_id!r}: expected 4-40 lowercase letters and digits",
+            400,
+            "invalid_job_id",
+            f"invalid job id {job_id!r}: expected 4-40 lowercase letters and digits",
             field="jobId",
         )
 
@@ -152,7 +154,9 @@ async def checkpoints(
     """List every checkpoint with its live status, optionally filtered by status."""
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(
-            400, "invalid_request", f"invalid status {status!r}; use one of {', '.join(JOB_STATUSES)}",
+            400,
+            "invalid_request",
+            f"invalid status {status!r}; use one of {', '.join(JOB_STATUSES)}",
             field="status",
         )
     runtime = _runtime(request)
@@ -199,7 +203,10 @@ async def resume(request: Request[Any, Any, Any], job_id: str) -> ResumeOut:
     from_turn = view.turns if body.from_turn is None else body.from_turn
     if not 1 <= from_turn <= view.turns and not (from_turn == 0 and view.turns == 0):
         raise ApiError(
-            400, "invalid_request", f"fromTurn {from_turn} is out of range; use 1 to {view.turns}", field="fromTurn"
+            400,
+            "invalid_request",
+            f"fromTurn {from_turn} is out of range; use 1 to {view.turns}",
+            field="fromTurn",
         )
     at = now_iso()
     request_event = JobRequested(

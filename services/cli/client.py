@@ -39,9 +39,7 @@ class ApiClient:
         try:
             return self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-            raise CliError(
-                f"cannot reach the API at {self.base_url}: is `turnlog up` running?", exit_code=3
-            ) from exc
+            raise CliError(f"cannot reach the API at {self.base_url}: is `turnlog up` running?", exit_code=3) from exc
         except httpx.TimeoutException as exc:
             raise CliError(f"the API at {self.base_url} did not answer in time; retry shortly", 3) from exc
 

@@ -36,7 +36,10 @@ def cli() -> None:
 @cli.command()
 @click.option("--port", default=3000, show_default=True, help="TCP port of the webhook and the REST API.")
 @click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=Path(".turnlog"), show_default=True,
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".turnlog"),
+    show_default=True,
     help="Folder for the embedded NATS store, repositories and workspaces.",
 )
 @click.option("--nats-url", default=None, help="Use this NATS server instead of starting one [env TURNLOG_NATS_URL].")
@@ -101,7 +104,10 @@ def _monitor_line(event: dict[str, Any], max_turns: int) -> tuple[str, int | Non
             None,
         )
     if kind == "job.completed.v1":
-        return f"✅ Job completed after {event.get('turns')} turns: {shorten(str(event.get('summary', '')), 300)}", 0
+        return (
+            f"✅ Job completed after {event.get('turns')} turns: {shorten(str(event.get('summary', '')), 300)}",
+            0,
+        )
     if kind == "job.failed.v1":
         return f"❌ Job failed: {event.get('message')}", 1
     if kind == "job.cancelled.v1":

@@ -27,6 +27,7 @@ __all__ = ["SERVICES", "StackOptions", "run_stack"]
 log = logging.getLogger(__name__)
 
 from services.cli.main import SERVICES  # noqa: E402
+
 HTTP_SERVICES = frozenset({"gateway", "api"})
 
 
@@ -174,9 +175,7 @@ def _later(action: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     return run
 
 
-def _then_cancel(
-    stop: Callable[[], Awaitable[None]], task: asyncio.Task[Any]
-) -> Callable[[], Awaitable[None]]:
+def _then_cancel(stop: Callable[[], Awaitable[None]], task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         await stop()
         task.cancel()

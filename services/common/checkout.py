@@ -26,9 +26,7 @@ def repository_path(repos_dir: Path, repository: str) -> Path:
         raise CheckoutError(f"invalid repository {repository!r}: expected owner/name with letters, digits, -_.")
     path = repos_dir / repository
     if not (path / ".git").exists() and not (path / "HEAD").exists():
-        raise CheckoutError(
-            f"repository {repository} not found at {path}; create it there or set TURNLOG_REPOS_DIR"
-        )
+        raise CheckoutError(f"repository {repository} not found at {path}; create it there or set TURNLOG_REPOS_DIR")
     return path
 
 

@@ -67,7 +67,7 @@ class EmbeddedNats:
             "-sd", str(store),
             "--server_name", "turnlog-embedded",
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdout=log_file, stderr=log_file, start_new_session=True)
+        self._process = subprocess.Popen(command, stdout=log_file, stderr=log_file, start_new_session=True)  # noqa: ASYNC220
         log_file.close()
         deadline = time.monotonic() + timeout
         health = f"http://127.0.0.1:{self._monitor}/healthz?js-enabled-only=true"
@@ -104,4 +104,3 @@ def _healthy(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-

@@ -93,11 +93,17 @@ def static_resume_decision(state: Checkpoint) -> tuple[bool, str]:
     if status == "cancelled":
         return False, f"job {state.job_id} was cancelled; start a new job instead"
     if status == "resumed":
-        return False, f"job {state.job_id} was already resumed as job {state.resumed_as}; resume that job instead"
+        return (
+            False,
+            f"job {state.job_id} was already resumed as job {state.resumed_as}; resume that job instead",
+        )
     if status in ("queued", "running"):
         return False, f"job {state.job_id} is {status}; cancel it or wait until it stops"
     if state.turns >= state.max_turns:
-        return False, f"job {state.job_id} used all {state.max_turns} turns; start a new job with a higher maxTurns"
+        return (
+            False,
+            f"job {state.job_id} used all {state.max_turns} turns; start a new job with a higher maxTurns",
+        )
     return True, f"job {state.job_id} failed at turn {state.turns + 1} of {state.max_turns} and can continue"
 
 

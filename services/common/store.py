@@ -103,7 +103,8 @@ class EventStore:
             attempts += 1
             try:
                 ack = await self._js.publish(subject, payload, timeout=self._publish_timeout, headers=headers)
-                return int(ack.seq)
+                sequence: int = ack.seq
+                return sequence
             except APIError as exc:
                 if exc.err_code != _WRONG_LAST_SEQUENCE:
                     raise
@@ -154,6 +155,15 @@ class EventStore:
             first_event, first_expected = items[0]
             raise AppendConflictError(first_event.job_id, first_expected, str(error.get("description")))
         raise StoreError(f"atomic batch rejected: {error.get('description')} (code {error.get('err_code')})")
+
+    async def _landed_sequence(self, job_id: str, msg_id: str) -> int | None:
+        """Return the sequence of the job's last event when it carries `msg_id`, else None."""
+        try:
+            msg = await self._js.get_last_msg(topology.EVENTS_STREAM, topology.job_filter(job_id), direct=True)
+        except NotFoundError:
+            return None
+        headers = msg.headers or {}
+        return int(msg.seq or 0) if headers.get("Nats-Msg-Id") == msg_id else None
 
     async def last_sequence(self, job_id: str) -> int:
         """Return the stream sequence of the job's last event, 0 when it has none."""

@@ -57,7 +57,14 @@ def main() -> int:
     print(f"Sample repository my-org/my-repo created under {workdir / 'repos'}")
     print(f"\n$ turnlog up --port {port} --data-dir {workdir / 'data'}", flush=True)
     stack = subprocess.Popen(
-        [str(Path(sys.executable).parent / "turnlog"), "up", "--port", str(port), "--data-dir", str(workdir / "data")],
+        [
+            str(Path(sys.executable).parent / "turnlog"),
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(workdir / "data"),
+        ],
         env=env,
     )
     try:
@@ -85,10 +92,13 @@ def play(port: int, env: dict[str, str]) -> int:
         expect(time.monotonic() < deadline, "the stack did not become ready within 30 s")
         time.sleep(0.2)
 
-    print(f"\n$ curl -X POST {base}/webhook -H 'Content-Type: application/json' "
-          "-H 'X-GitHub-Event: issue_comment' -d '<issue_comment payload>'")
+    print(
+        f"\n$ curl -X POST {base}/webhook -H 'Content-Type: application/json' "
+        "-H 'X-GitHub-Event: issue_comment' -d '<issue_comment payload>'"
+    )
     response = httpx.post(
-        f"{base}/webhook", content=json.dumps(SEED_WEBHOOK),
+        f"{base}/webhook",
+        content=json.dumps(SEED_WEBHOOK),
         headers={"Content-Type": "application/json", "X-GitHub-Event": "issue_comment"},
     )
     print(f"{response.status_code} {response.text}")
@@ -101,7 +111,10 @@ def play(port: int, env: dict[str, str]) -> int:
 
     resumed = subprocess.run(
         [str(Path(sys.executable).parent / "turnlog"), "resume", job_id, "--json"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     print(f"\n$ turnlog resume {job_id}")
     expect(resumed.returncode == 0, f"resume failed: {resumed.stderr.strip()}")

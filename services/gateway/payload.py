@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-__all__ = ["COMMAND_PREFIX", "BOT_MARKER", "Decision", "PayloadError", "decide", "decode_payload"]
+__all__ = ["BOT_MARKER", "COMMAND_PREFIX", "Decision", "PayloadError", "decide", "decode_payload"]
 
 COMMAND_PREFIX = "/code "
 BOT_MARKER = "<!-- turnlog -->"

@@ -44,7 +44,8 @@ async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     content_type = request.headers.get("content-type", "application/json")
     if not content_type.startswith(("application/json", "application/x-www-form-urlencoded")):
         raise ApiError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             f"content type {content_type!r} is not supported; send application/json or form-encoded payload=",
         )
     try:

@@ -76,7 +76,11 @@ class ProjectorService:
             await self._store.nc.publish(
                 topology.DEAD_LETTER_SUBJECT,
                 message.data,
-                headers={"Turnlog-Subject": message.subject, "Turnlog-Sequence": str(sequence), "Turnlog-Error": str(exc)[:500]},
+                headers={
+                    "Turnlog-Subject": message.subject,
+                    "Turnlog-Sequence": str(sequence),
+                    "Turnlog-Error": str(exc)[:500],
+                },
             )
             await message.ack()
             return

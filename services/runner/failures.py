@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Mapping
 
 __all__ = ["ModelFailure", "classify_connection_error", "classify_status", "retry_delay"]
 

@@ -28,7 +28,7 @@ from services.runner.failures import ModelFailure, not_before
 from services.runner.model import ModelClient, ModelReply
 from services.runner.tools import TOOL_DEFINITIONS, ToolOutcome, Workspace
 
-__all__ = ["JobLoop", "SYSTEM_PROMPT"]
+__all__ = ["SYSTEM_PROMPT", "JobLoop"]
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ class LoopContext:
 class JobLoop:
     """Runs the turns of one job until it finishes, fails, is cancelled or loses its history to another writer."""
 
-    def __init__(
-        self, *, store: EventStore, model: ModelClient, settings: Settings, max_payload: int
-    ) -> None:
+    def __init__(self, *, store: EventStore, model: ModelClient, settings: Settings, max_payload: int) -> None:
         self._store = store
         self._model = model
         self._settings = settings
@@ -144,9 +142,7 @@ class JobLoop:
                 wait = _backoff(attempt, failure.retry_after)
                 if not failure.retryable or wait > self._settings.max_retry_wait:
                     raise
-                log.warning(
-                    "job %s turn %d: %s; retrying in %.1fs (attempt %d)", job_id, turn, failure, wait, attempt
-                )
+                log.warning("job %s turn %d: %s; retrying in %.1fs (attempt %d)", job_id, turn, failure, wait, attempt)
                 await asyncio.sleep(wait)
                 continue
 
@@ -184,9 +180,7 @@ class JobLoop:
             if outcome.is_error:
                 log.info("tool %s failed in %.1fms: %s", name, elapsed_ms, outcome.content[:200])
             results.append(
-                ToolResult(
-                    tool_use_id=str(block.get("id")), content=outcome.content, is_error=outcome.is_error
-                )
+                ToolResult(tool_use_id=str(block.get("id")), content=outcome.content, is_error=outcome.is_error)
             )
             if outcome.finished:
                 finished = outcome.summary or ""
@@ -230,9 +224,7 @@ class JobLoop:
     async def _fail(self, context: LoopContext, failure: ModelFailure) -> None:
         moment = now()
         retry_not_before = (
-            to_iso(not_before(moment, failure.retry_after))
-            if failure.retryable and failure.retry_after
-            else None
+            to_iso(not_before(moment, failure.retry_after)) if failure.retryable and failure.retry_after else None
         )
         log.warning("job %s failed: %s", context.job_id, failure)
         await self._append(

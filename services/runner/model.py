@@ -39,9 +39,7 @@ class ModelClient:
     """Calls the Messages API with the SDK's own retries off, so the runner decides every retry."""
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
-        )
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
     async def close(self) -> None:
         """Close the HTTP connections."""

@@ -14,8 +14,7 @@ class PathOutsideWorkspaceError(ValueError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(
-            f"path {path!r} is outside the workspace; "
-            "use a relative path inside the workspace, such as 'src/main.py'"
+            f"path {path!r} is outside the workspace; use a relative path inside the workspace, such as 'src/main.py'"
         )
 
 

@@ -136,8 +136,7 @@ def number_lines(relative: str, lines: Iterable[bytes], start: int, end: int | N
             text = raw.decode()
         except UnicodeDecodeError as exc:
             raise ToolFailedError(
-                f"{relative!r} is not UTF-8 text (invalid byte on line {number}); "
-                "read_file shows only UTF-8 text files"
+                f"{relative!r} is not UTF-8 text (invalid byte on line {number}); read_file shows only UTF-8 text files"
             ) from exc
 
         numbered = f"{number:>6}\t{text}"
@@ -149,17 +148,13 @@ def number_lines(relative: str, lines: Iterable[bytes], start: int, end: int | N
 
     # An empty file read from line 1 is shown as empty rather than rejected.
     if start > line_count and start > 1:
-        raise ToolFailedError(
-            f"start_line {start} is past the end of {relative!r}, which has {line_count} lines"
-        )
+        raise ToolFailedError(f"start_line {start} is past the end of {relative!r}, which has {line_count} lines")
     if not shown:
         return f"[file {relative!r} is empty]"
     return "".join(shown)
 
 
-def _truncated_lines(
-    shown: list[str], next_line: str, budget: int, max_bytes: int, start: int, number: int
-) -> str:
+def _truncated_lines(shown: list[str], next_line: str, budget: int, max_bytes: int, start: int, number: int) -> str:
     if shown:
         note = (
             f"\n[output truncated at {max_bytes} bytes: showed lines {start}-{number - 1}; "

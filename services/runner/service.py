@@ -50,9 +50,7 @@ class RunnerService:
         await self._ensure_consumer()
         subscription = await js.pull_subscribe_bind(topology.RUNNER_CONSUMER, topology.EVENTS_STREAM)
         max_payload = int(self._store.nc.max_payload)
-        job_loop = JobLoop(
-            store=self._store, model=self._model, settings=self._settings, max_payload=max_payload
-        )
+        job_loop = JobLoop(store=self._store, model=self._model, settings=self._settings, max_payload=max_payload)
         log.info("runner %s started: %d concurrent jobs", self.runner_id, self._settings.runner_concurrency)
 
         while not self._stopping.is_set():
@@ -180,9 +178,7 @@ class RunnerService:
             expires = to_iso(now() + _seconds(self._settings.lease_seconds))
             try:
                 await message.in_progress()
-                await leases.put(
-                    job_id, msgspec.json.encode(Lease(runner_id=self.runner_id, expires_at=expires))
-                )
+                await leases.put(job_id, msgspec.json.encode(Lease(runner_id=self.runner_id, expires_at=expires)))
             except Exception as exc:
                 log.warning("job %s: heartbeat failed (%s); retrying in %.1fs", job_id, exc, interval)
             await asyncio.sleep(interval)

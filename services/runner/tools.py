@@ -144,8 +144,7 @@ def _decode_input(tool: str, tool_input: object, input_type: type[_StructT]) -> 
             if field.required and field.name not in tool_input:
                 expected = _SCHEMAS[tool]["properties"][field.name]["type"]
                 raise ToolFailedError(
-                    f"{tool} input is missing the required field `{field.name}` ({expected}); "
-                    f"call {tool} again with it"
+                    f"{tool} input is missing the required field `{field.name}` ({expected}); call {tool} again with it"
                 )
     try:
         return msgspec.convert(tool_input, input_type)
@@ -169,9 +168,7 @@ class ToolOutcome:
 class Workspace:
     """One job's checkout, where the tools run confined to the root, and the files they changed."""
 
-    def __init__(
-        self, root: Path, *, max_output_bytes: int = 32 * 1024, max_file_bytes: int = 256 * 1024
-    ) -> None:
+    def __init__(self, root: Path, *, max_output_bytes: int = 32 * 1024, max_file_bytes: int = 256 * 1024) -> None:
         if max_output_bytes < 4 * NOTE_RESERVE_BYTES:
             raise ValueError(
                 f"max_output_bytes is {max_output_bytes}; it must be at least {4 * NOTE_RESERVE_BYTES} "
@@ -328,9 +325,7 @@ class Workspace:
         try:
             text = file.read_bytes().decode()
         except UnicodeDecodeError as exc:
-            raise ToolFailedError(
-                f"{relative!r} is not UTF-8 text; edit_file edits only UTF-8 files"
-            ) from exc
+            raise ToolFailedError(f"{relative!r} is not UTF-8 text; edit_file edits only UTF-8 files") from exc
 
         index = text.find(args.old_string)
         if index == -1:

@@ -56,9 +56,7 @@ def _json_bytes(value: object) -> bytes:
 
 
 def _json_response(value: object, status_code: int, headers: dict[str, str]) -> Response[bytes]:
-    return Response(
-        content=_json_bytes(value), status_code=status_code, media_type=JSON_MEDIA_TYPE, headers=headers
-    )
+    return Response(content=_json_bytes(value), status_code=status_code, media_type=JSON_MEDIA_TYPE, headers=headers)
 
 
 class _Simulator:
@@ -128,9 +126,7 @@ class _Simulator:
         logger.info("injecting fault %s@%d into request %s", entry, turn, request_id)
 
         exhausted_for_s = retry_after if fault.status == 429 else None
-        headers = rate_limit_headers(
-            request_id=request_id, now=now, tokens_used=0, exhausted_for_s=exhausted_for_s
-        )
+        headers = rate_limit_headers(request_id=request_id, now=now, tokens_used=0, exhausted_for_s=exhausted_for_s)
         if retry_after is not None:
             headers["retry-after"] = str(retry_after)
         return _json_response(error_body(error_type, message, request_id), fault.status, headers)

@@ -28,6 +28,7 @@ DECORATOR = "handle_errors"
 
 # Handlers that look things up are the likeliest to fail on a missing item, so they are decorated first.
 _LOOKUP_PREFIXES = ("get_", "show_", "read_", "fetch_", "find_", "load_", "retrieve_")
+_LOOKUP_NAMES = frozenset({"get", "show", "read", "fetch", "find", "load", "retrieve", "lookup"})
 _HANDLER_PREFIXES = ("create_", "update_", "delete_", "list_", "handle_", "post_", "put_", "patch_")
 _ENTRY_POINTS = frozenset({"main", "serve", "run", "create_app", "setup", "cli"})
 _TUPLE_RESPONSE = re.compile(r"^\s*return\s+\(?\s*\d{3}\s*,", re.MULTILINE)
@@ -95,9 +96,7 @@ def import_edit(source: str, statement: str) -> Edit | None:
             candidates.append(Edit(old_string=line, new_string=f"{line}\n{statement}"))
     first_definition = _first_definition_line(tree, lines)
     if first_definition is not None:
-        candidates.append(
-            Edit(old_string=first_definition, new_string=f"{statement}\n\n\n{first_definition}")
-        )
+        candidates.append(Edit(old_string=first_definition, new_string=f"{statement}\n\n\n{first_definition}"))
 
     return _first_valid(source, candidates)
 
@@ -169,7 +168,7 @@ def _can_decorate(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 def _decoration_priority(function: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int, int]:
     is_method = 1 if function.col_offset > 0 else 0
-    if function.name.startswith(_LOOKUP_PREFIXES):
+    if function.name in _LOOKUP_NAMES or function.name.startswith(_LOOKUP_PREFIXES):
         rank = 0
     elif function.name.startswith(_HANDLER_PREFIXES):
         rank = 1

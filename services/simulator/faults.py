@@ -27,9 +27,7 @@ class FaultSpecError(ValueError):
     def __init__(self, entry: str, reason: str) -> None:
         self.entry = entry
         self.reason = reason
-        super().__init__(
-            f"invalid fault entry {entry!r} in TURNLOG_SIM_FAULTS: {reason}. Expected {EXPECTED_FORM}."
-        )
+        super().__init__(f"invalid fault entry {entry!r} in TURNLOG_SIM_FAULTS: {reason}. Expected {EXPECTED_FORM}.")
 
 
 @dataclass(frozen=True, kw_only=True)

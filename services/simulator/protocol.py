@@ -104,9 +104,7 @@ def build_message(request: Mapping[str, Any], step: AgentStep, turn: int) -> dic
     content: list[dict[str, Any]] = [{"type": "text", "text": step.text}]
     if step.tool_name is not None:
         tool_use_id = _derived_id("toolu_", "tool_use", messages, turn)
-        content.append(
-            {"type": "tool_use", "id": tool_use_id, "name": step.tool_name, "input": step.tool_input}
-        )
+        content.append({"type": "tool_use", "id": tool_use_id, "name": step.tool_name, "input": step.tool_input})
 
     return {
         "id": _derived_id("msg_", "message", messages, turn),
@@ -164,9 +162,7 @@ def _block_events(index: int, block: Mapping[str, Any]) -> list[bytes]:
 
 
 def _block_start(index: int, block: Mapping[str, Any]) -> bytes:
-    return encode_sse(
-        "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
-    )
+    return encode_sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
 
 
 def _split_words(text: str) -> list[str]:

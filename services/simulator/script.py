@@ -111,9 +111,7 @@ def _write_module(workspace: Workspace) -> AgentStep | None:
 
     path = errors_module_path(main, workspace.known_files())
     if main is None:
-        text = (
-            f"I found no Python module to change, so I'll add a standalone `{path}` with the error handling."
-        )
+        text = f"I found no Python module to change, so I'll add a standalone `{path}` with the error handling."
     else:
         text = (
             f"The handlers in `{main}` let every exception escape. I'll add `{path}` with an `ApiError` "

@@ -23,9 +23,7 @@ class SimulatorStartError(RuntimeError):
 
 
 @asynccontextmanager
-async def serve_simulator(
-    settings: SimulatorSettings, *, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[str]:
+async def serve_simulator(settings: SimulatorSettings, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Serve a new simulator app and yield its base URL, such as `http://127.0.0.1:41234`.
 
     Port 0 picks a free port. The socket is bound before uvicorn starts, so the port is known

@@ -31,21 +31,15 @@ def summarize(workspace: Workspace) -> str:
     if not write.succeeded:
         return f"I could not write `{path}` ({_first_line(write)}), so no file was changed."
 
-    behaviour = (
-        _RESPONSE_BEHAVIOUR if write.input.get("content") == ERRORS_MODULE_RESPONSES else _RAISING_BEHAVIOUR
-    )
+    behaviour = _RESPONSE_BEHAVIOUR if write.input.get("content") == ERRORS_MODULE_RESPONSES else _RAISING_BEHAVIOUR
     added = f"Added `{path}` with an `ApiError` exception and a `{DECORATOR}` decorator that {behaviour}."
     main = workspace.main_path()
     if main is None or workspace.main_source() is None:
-        return (
-            f"{added} I found no Python module to wire it into; apply `@{DECORATOR}` to the request handlers."
-        )
+        return f"{added} I found no Python module to wire it into; apply `@{DECORATOR}` to the request handlers."
 
     imported = workspace.import_call()
     if imported is None:
-        return (
-            f"{added} I could not find a safe place to import it in `{main}`, so the handlers are unchanged."
-        )
+        return f"{added} I could not find a safe place to import it in `{main}`, so the handlers are unchanged."
     if not imported.succeeded:
         reason = _first_line(imported)
         return f"{added} Importing it in `{main}` failed ({reason}), so the handlers are unchanged."
@@ -54,9 +48,7 @@ def summarize(workspace: Workspace) -> str:
     if decorated is None:
         return f"{added} Imported it in `{main}`, but found no function there to decorate."
     if not decorated.succeeded:
-        return (
-            f"{added} Imported it in `{main}`, but applying the decorator failed ({_first_line(decorated)})."
-        )
+        return f"{added} Imported it in `{main}`, but applying the decorator failed ({_first_line(decorated)})."
 
     function = _function_name(decorated)
     return (

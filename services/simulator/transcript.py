@@ -87,9 +87,7 @@ def _tool_results(message: object) -> dict[str, Mapping[str, Any]]:
     if _role(message) != "user":
         return {}
     return {
-        str(block.get("tool_use_id", "")): block
-        for block in _blocks(message)
-        if block.get("type") == "tool_result"
+        str(block.get("tool_use_id", "")): block for block in _blocks(message) if block.get("type") == "tool_result"
     }
 
 

@@ -127,8 +127,7 @@ def _check_message(index: int, message: Mapping[str, Any], *, is_last: bool) -> 
 
 def _empty_content_error(index: int) -> InvalidRequestError:
     return InvalidRequestError(
-        f"messages.{index}: all messages must have non-empty content except for the optional final assistant "
-        "message"
+        f"messages.{index}: all messages must have non-empty content except for the optional final assistant message"
     )
 
 
@@ -204,9 +203,7 @@ def _leading_result_ids(message: Mapping[str, Any]) -> set[str]:
     return ids
 
 
-def _check_results_answer_previous(
-    index: int, message: Mapping[str, Any], previous: Mapping[str, Any] | None
-) -> None:
+def _check_results_answer_previous(index: int, message: Mapping[str, Any], previous: Mapping[str, Any] | None) -> None:
     offered: set[str] = set()
     if previous is not None and previous["role"] == "assistant":
         offered = {str(block["id"]) for block in _blocks(previous) if block.get("type") == "tool_use"}

@@ -53,9 +53,7 @@ class Workspace:
 
     def read_call(self, path: str) -> ToolCall | None:
         """Return the last `read_file` call for `path`, if any."""
-        reads = [
-            call for call in self.calls_named("read_file") if _normalized(call.input.get("path")) == path
-        ]
+        reads = [call for call in self.calls_named("read_file") if _normalized(call.input.get("path")) == path]
         return reads[-1] if reads else None
 
     def main_path(self) -> str | None:
@@ -124,11 +122,7 @@ def _is_source(path: str) -> bool:
 def _is_test(path: str) -> bool:
     name = posixpath.basename(path)
     directories = path.split("/")[:-1]
-    return (
-        name.startswith("test_")
-        or name.endswith("_test.py")
-        or any(d.startswith("test") for d in directories)
-    )
+    return name.startswith("test_") or name.endswith("_test.py") or any(d.startswith("test") for d in directories)
 
 
 def _candidate_rank(path: str, hits: int) -> tuple[bool, bool, bool, int, str]:

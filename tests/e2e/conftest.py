@@ -60,7 +60,8 @@ class Stack:
             time.sleep(0.1)
 
     def _collect(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 
@@ -85,9 +86,7 @@ class Stack:
         return time.monotonic() - started
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [TURNLOG, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
-        )
+        return subprocess.run([TURNLOG, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)

@@ -47,7 +47,10 @@ def test_webhook_rate_limit_resume_complete(make_stack: Callable[..., Any], nats
     retry_at = datetime.fromisoformat(failed["failure"]["retryNotBefore"].replace("Z", "+00:00"))
     assert abs(retry_at - (datetime.now(UTC) + timedelta(hours=1))) < timedelta(minutes=2)
     assert event_types(stack, job_id) == [
-        "job.requested.v1", "job.started.v1", *["turn.completed.v1"] * 5, "job.failed.v1",
+        "job.requested.v1",
+        "job.started.v1",
+        *["turn.completed.v1"] * 5,
+        "job.failed.v1",
     ]
 
     inspect = stack.cli("inspect", job_id)
@@ -84,7 +87,10 @@ def test_webhook_rate_limit_resume_complete(make_stack: Callable[..., Any], nats
     assert original["resumedAs"] == new_id
     assert event_types(stack, job_id)[-1] == "job.resumed.v1"
     assert event_types(stack, new_id) == [
-        "job.requested.v1", "job.started.v1", *["turn.completed.v1"] * 3, "job.completed.v1",
+        "job.requested.v1",
+        "job.started.v1",
+        *["turn.completed.v1"] * 3,
+        "job.completed.v1",
     ]
 
     # The first request of the resumed job carries the original's whole history: 5 turns.
@@ -127,6 +133,4 @@ def test_cli_reports_unreachable_api(make_stack: Callable[..., Any]) -> None:
     stack = make_stack()
     result = stack.cli("checkpoints")
     assert result.returncode == 3
-    assert result.stderr.strip() == (
-        f"error: cannot reach the API at {stack.url}: is `turnlog up` running?"
-    )
+    assert result.stderr.strip() == (f"error: cannot reach the API at {stack.url}: is `turnlog up` running?")

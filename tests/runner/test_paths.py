@@ -29,10 +29,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def outside_message(path: str) -> str:
-    return (
-        f"path {path!r} is outside the workspace; "
-        "use a relative path inside the workspace, such as 'src/main.py'"
-    )
+    return f"path {path!r} is outside the workspace; use a relative path inside the workspace, such as 'src/main.py'"
 
 
 @pytest.mark.parametrize("path", ["", ".", "./", "src/.."])
@@ -134,8 +131,7 @@ def test_workspace_relative_rejects_git(root: Path, path: str) -> None:
 
     assert caught.value.path == path
     assert str(caught.value) == (
-        f"path {path!r} is inside a .git directory, which the tools neither read nor change; "
-        "use a path outside .git"
+        f"path {path!r} is inside a .git directory, which the tools neither read nor change; use a path outside .git"
     )
     assert isinstance(caught.value, PathOutsideWorkspaceError)
 

@@ -126,10 +126,7 @@ def test_missing_required_field(
 ) -> None:
     message = error(workspace, name, tool_input)
 
-    assert (
-        message
-        == f"{name} input is missing the required field `{field}` ({expected}); call {name} again with it"
-    )
+    assert message == f"{name} input is missing the required field `{field}` ({expected}); call {name} again with it"
 
 
 @pytest.mark.parametrize(
@@ -162,8 +159,7 @@ def test_unknown_tool(workspace: Workspace) -> None:
     message = error(workspace, "delete_file", {"path": "a"})
 
     assert message == (
-        "unknown tool 'delete_file'; "
-        "use one of: list_files, read_file, search_code, edit_file, write_file, finish"
+        "unknown tool 'delete_file'; use one of: list_files, read_file, search_code, edit_file, write_file, finish"
     )
 
 
@@ -212,9 +208,7 @@ def test_list_files_symlinks(root: Path, workspace: Workspace) -> None:
 
     assert "pkg-alias/" in listing
     assert "dangling-in" in listing
-    assert not any(
-        line.startswith(("slash", "outside-dir", "dangling-out", "pkg-alias/util")) for line in listing
-    )
+    assert not any(line.startswith(("slash", "outside-dir", "dangling-out", "pkg-alias/util")) for line in listing)
 
 
 def test_list_files_empty_directory(root: Path, workspace: Workspace) -> None:
@@ -232,8 +226,7 @@ def test_list_files_errors(workspace: Workspace) -> None:
     )
     assert error(workspace, "list_files", {"path": "../outside"}) == f"path '../outside' {OUTSIDE_SUFFIX}"
     assert error(workspace, "list_files", {"path": ".git"}) == (
-        "path '.git' is inside a .git directory, which the tools neither read nor change; "
-        "use a path outside .git"
+        "path '.git' is inside a .git directory, which the tools neither read nor change; use a path outside .git"
     )
 
 
@@ -259,13 +252,8 @@ def test_read_file_whole(workspace: Workspace) -> None:
 
 
 def test_read_file_line_range(workspace: Workspace) -> None:
-    assert (
-        ok(workspace, "read_file", {"path": "src/app.py", "start_line": 3, "end_line": 3})
-        == "     3\tdef main():\n"
-    )
-    assert (
-        ok(workspace, "read_file", {"path": "src/app.py", "start_line": 4}) == "     4\t    print('hello')\n"
-    )
+    assert ok(workspace, "read_file", {"path": "src/app.py", "start_line": 3, "end_line": 3}) == "     3\tdef main():\n"
+    assert ok(workspace, "read_file", {"path": "src/app.py", "start_line": 4}) == "     4\t    print('hello')\n"
     assert ok(workspace, "read_file", {"path": "src/app.py", "end_line": 1}) == "     1\timport os\n"
     assert ok(workspace, "read_file", {"path": "src/app.py", "start_line": 4, "end_line": 99}) == (
         "     4\t    print('hello')\n"
@@ -296,8 +284,7 @@ def test_read_file_line_errors(workspace: Workspace) -> None:
         "start_line 0 is invalid; lines are numbered from 1"
     )
     assert error(workspace, "read_file", {"path": "src/app.py", "start_line": 3, "end_line": 2}) == (
-        "end_line 2 is before start_line 3; "
-        "send an end_line of at least start_line, or leave it out to read to the end"
+        "end_line 2 is before start_line 3; send an end_line of at least start_line, or leave it out to read to the end"
     )
     assert error(workspace, "read_file", {"path": "src/app.py", "start_line": 5}) == (
         "start_line 5 is past the end of 'src/app.py', which has 4 lines"
@@ -311,10 +298,7 @@ def test_read_file_file_errors(root: Path, workspace: Workspace) -> None:
     assert error(workspace, "read_file", {"path": "nope.py"}) == (
         "file 'nope.py' not found; use list_files to see which files exist"
     )
-    assert (
-        error(workspace, "read_file", {"path": "src"})
-        == "'src' is a directory; use list_files to see its files"
-    )
+    assert error(workspace, "read_file", {"path": "src"}) == "'src' is a directory; use list_files to see its files"
     assert error(workspace, "read_file", {"path": ""}) == "'' is a directory; use list_files to see its files"
     assert error(workspace, "read_file", {"path": "latin1.txt"}) == (
         "'latin1.txt' is not UTF-8 text (invalid byte on line 2); read_file shows only UTF-8 text files"
@@ -368,8 +352,7 @@ def test_read_file_two_megabytes_truncated(root: Path, workspace: Workspace) -> 
     assert len(content.encode()) <= 32 * 1024
     assert content.startswith("     1\t" + line)
     assert content.endswith(
-        "\n[output truncated at 32768 bytes: showed lines 1-457; "
-        "use read_file with start_line=458 to read on]"
+        "\n[output truncated at 32768 bytes: showed lines 1-457; use read_file with start_line=458 to read on]"
     )
 
 
@@ -380,8 +363,7 @@ def test_read_file_continues_from_note(root: Path, workspace: Workspace) -> None
 
     assert content.startswith(" 10000\tline 10000\n 10001\tline 10001\n")
     assert content.endswith(
-        "\n[output truncated at 32768 bytes: showed lines 10000-11805; "
-        "use read_file with start_line=11806 to read on]"
+        "\n[output truncated at 32768 bytes: showed lines 10000-11805; use read_file with start_line=11806 to read on]"
     )
     assert len(content.encode()) <= 32 * 1024
 
@@ -408,10 +390,7 @@ def test_read_file_single_huge_line_cut(root: Path, workspace: Workspace) -> Non
 def test_search_code_sorted_hits(workspace: Workspace) -> None:
     result = ok(workspace, "search_code", {"query": "hello"})
 
-    assert (
-        result
-        == "README.md:2: Say hello.\nsrc/app.py:4:     print('hello')\nsrc/pkg/util.py:2:     return 'hello'"
-    )
+    assert result == "README.md:2: Say hello.\nsrc/app.py:4:     print('hello')\nsrc/pkg/util.py:2:     return 'hello'"
 
 
 def test_search_code_case_sensitive_and_plain(root: Path, workspace: Workspace) -> None:
@@ -450,8 +429,7 @@ def test_search_code_skips_binary_git_and_outside(root: Path, workspace: Workspa
 def test_search_code_no_hits(workspace: Workspace) -> None:
     assert ok(workspace, "search_code", {"query": "absent"}) == "[no lines contain 'absent']"
     assert (
-        ok(workspace, "search_code", {"query": "hello", "file_type": "rs"})
-        == "[no lines contain 'hello' in .rs files]"
+        ok(workspace, "search_code", {"query": "hello", "file_type": "rs"}) == "[no lines contain 'hello' in .rs files]"
     )
 
 
@@ -484,8 +462,7 @@ def test_search_code_five_thousand_hits(root: Path, workspace: Workspace) -> Non
     assert lines[0] == "many.txt:1: needle 0"
     assert lines[MAX_SEARCH_HITS - 1] == "many.txt:500: needle 499"
     assert lines[-1] == (
-        "[search found 5000 matching lines and showed the first 500; "
-        "use a longer query or file_type to narrow it]"
+        "[search found 5000 matching lines and showed the first 500; use a longer query or file_type to narrow it]"
     )
 
 
@@ -502,8 +479,7 @@ def test_search_code_hits_over_byte_cap(root: Path, workspace: Workspace) -> Non
     assert result.startswith("file00.txt:1: needle yyy")
     assert " bytes; use a longer query or file_type to narrow the search]\n" in result
     assert result.endswith(
-        "[search found 5000 matching lines and showed the first 500; "
-        "use a longer query or file_type to narrow it]"
+        "[search found 5000 matching lines and showed the first 500; use a longer query or file_type to narrow it]"
     )
 
 
@@ -524,9 +500,7 @@ def test_edit_file_replaces_once(root: Path, workspace: Workspace) -> None:
 def test_edit_file_match_count_errors(root: Path, workspace: Workspace) -> None:
     before = (root / "src" / "app.py").read_text()
 
-    assert error(
-        workspace, "edit_file", {"path": "src/app.py", "old_string": "absent", "new_string": "x"}
-    ) == (
+    assert error(workspace, "edit_file", {"path": "src/app.py", "old_string": "absent", "new_string": "x"}) == (
         "old_string was not found in 'src/app.py'; read the file again and copy the text exactly, "
         "whitespace and indentation included"
     )
@@ -544,8 +518,7 @@ def test_edit_file_overlapping_matches(root: Path, workspace: Workspace) -> None
     message = error(workspace, "edit_file", {"path": "dots.txt", "old_string": "aa", "new_string": "b"})
 
     assert message == (
-        "old_string matches 2 places in 'dots.txt'; add surrounding lines to old_string so that it "
-        "matches exactly one"
+        "old_string matches 2 places in 'dots.txt'; add surrounding lines to old_string so that it matches exactly one"
     )
     assert (root / "dots.txt").read_text() == "aaa"
 
@@ -582,9 +555,7 @@ def test_edit_file_escape_changes_nothing(root: Path, workspace: Workspace) -> N
 def test_edit_file_over_size_limit(root: Path) -> None:
     workspace = Workspace(root, max_file_bytes=100)
 
-    message = error(
-        workspace, "edit_file", {"path": "src/app.py", "old_string": "os", "new_string": "o" * 100}
-    )
+    message = error(workspace, "edit_file", {"path": "src/app.py", "old_string": "os", "new_string": "o" * 100})
 
     assert message == (
         "the new content of 'src/app.py' is 140 bytes, over the limit of 100 bytes per file; "
@@ -600,9 +571,7 @@ def test_write_file_creates_and_overwrites(root: Path, workspace: Workspace) -> 
     assert ok(workspace, "write_file", {"path": "docs/new/guide.md", "content": "# Guide ✓\n"}) == (
         "Created docs/new/guide.md (12 bytes)."
     )
-    assert (
-        ok(workspace, "write_file", {"path": "README.md", "content": ""}) == "Overwrote README.md (0 bytes)."
-    )
+    assert ok(workspace, "write_file", {"path": "README.md", "content": ""}) == "Overwrote README.md (0 bytes)."
     assert (root / "docs" / "new" / "guide.md").read_text() == "# Guide ✓\n"
     assert (root / "README.md").read_bytes() == b""
 

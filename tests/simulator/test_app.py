@@ -142,7 +142,9 @@ async def test_stream_sends_api_event_sequence(simulator_url: str) -> None:
     ]
     tool_start = payloads[events.index("content_block_start", 2)]
     assert tool_start["content_block"]["input"] == {}
-    json_fragments = [p["delta"]["partial_json"] for p in payloads if p.get("delta", {}).get("type") == "input_json_delta"]
+    json_fragments = [
+        p["delta"]["partial_json"] for p in payloads if p.get("delta", {}).get("type") == "input_json_delta"
+    ]
     assert json_fragments[0] == ""
     assert json.loads("".join(json_fragments)) == {"path": "."}
     message_delta = payloads[events.index("message_delta")]
