@@ -10,7 +10,7 @@ from litestar.params import Parameter
 
 from contracts.checkpoint import JOB_STATUSES, Checkpoint
 from contracts.codec import encode_event, event_tag
-from contracts.events import CheckpointDeleted, JobRequested
+from contracts.events import CheckpointDeleted, JobCancelled, JobCancelRequested, JobRequested
 from contracts.events import JobResumed as JobResumedEvent
 from services.api.errors import ApiError
 from services.api.schemas import (
@@ -146,6 +146,31 @@ async def job_events(
     return {"jobId": job_id, "events": events, "next": events[-1]["sequence"] if events else after}
 
 
+@post("/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a queued or running job")
+async def cancel_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    """Cancel a queued job at once; ask a running job's runner to stop after its current turn."""
+    runtime = _runtime(request)
+    view = await _checkpoint_or_404(runtime, job_id)
+    if view.job_status not in ("queued", "running", "unknown"):
+        raise ApiError(
+            409,
+            "not_active",
+            f"cannot cancel: job {job_id} is {view.job_status}, only queued or running jobs stop",
+            field="jobId",
+        )
+    last = await runtime.store.last_sequence(job_id)
+    try:
+        if view.job_status == "queued":
+            await runtime.store.append(JobCancelled(job_id=job_id, at=now_iso(), turns=view.turns), expected_last=last)
+            return {"jobId": job_id, "status": "cancelled"}
+        await runtime.store.append(JobCancelRequested(job_id=job_id, at=now_iso(), reason="api"), expected_last=last)
+    except AppendConflictError:
+        # A runner started or appended meanwhile: the request still lands, checked against the new history.
+        last = await runtime.store.last_sequence(job_id)
+        await runtime.store.append(JobCancelRequested(job_id=job_id, at=now_iso(), reason="api"), expected_last=last)
+    return {"jobId": job_id, "status": "cancelling"}
+
+
 @get("/checkpoints", summary="List checkpoints")
 async def checkpoints(
     request: Request[Any, Any, Any],
@@ -278,6 +303,7 @@ API_ROUTES = [
     create_job,
     job_status,
     job_events,
+    cancel_job,
     checkpoints,
     checkpoint,
     can_resume,

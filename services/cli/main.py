@@ -185,6 +185,22 @@ def resume(job_id: str, from_turn: int | None, note: str | None, callback: str |
 @cli.command()
 @click.argument("job_id")
 @json_option
+def cancel(job_id: str, as_json: bool) -> None:
+    """Stop a queued or running job after its current turn."""
+    with _client() as client:
+        document = client.json("POST", f"/jobs/{job_id}/cancel")
+    if as_json:
+        _emit_json(document)
+        return
+    if document["status"] == "cancelled":
+        click.echo(f"🛑 Job {job_id} cancelled")
+    else:
+        click.echo(f"🛑 Job {job_id} will stop after its current turn")
+
+
+@cli.command()
+@click.argument("job_id")
+@json_option
 def delete(job_id: str, as_json: bool) -> None:
     """Delete a job's checkpoint and history."""
     with _client() as client:

@@ -134,3 +134,37 @@ def test_cli_reports_unreachable_api(make_stack: Callable[..., Any]) -> None:
     result = stack.cli("checkpoints")
     assert result.returncode == 3
     assert result.stderr.strip() == (f"error: cannot reach the API at {stack.url}: is `turnlog up` running?")
+
+
+def test_cancel_running_job_after_turn(make_stack: Callable[..., Any], nats_server: Any) -> None:
+    stack = make_stack(nats_server.url, TURNLOG_SIM_LATENCY_MS="300")
+    stack.start()
+
+    invalid = stack.post("/jobs", json={"repository": "my-org/my-repo", "task": "x", "maxTurns": "ten"})
+    assert invalid.status_code == 400
+    assert invalid.json()["field"] == "maxTurns"
+
+    created = stack.post("/jobs", json={"repository": "my-org/my-repo", "task": "Add error handling", "maxTurns": 10})
+    assert created.status_code == 202
+    job_id = created.json()["jobId"]
+    stack.wait_for_status(job_id, {"running"})
+
+    cancelled = stack.cli("cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "will stop after its current turn" in cancelled.stdout
+
+    final = stack.wait_for_status(job_id, {"cancelled"})
+    assert 1 <= final["turns"] < 8
+    types = event_types(stack, job_id)
+    assert types[-1] == "job.cancelled.v1"
+    assert "job.cancel_requested.v1" in types
+    turns = [
+        item["event"]["turn"]
+        for item in stack.get(f"/jobs/{job_id}/events").json()["events"]
+        if item["type"] == "turn.completed.v1"
+    ]
+    assert turns == list(range(1, final["turns"] + 1))
+
+    again = stack.cli("cancel", job_id)
+    assert again.returncode == 1
+    assert again.stderr.strip() == f"error: cannot cancel: job {job_id} is cancelled, only queued or running jobs stop"

@@ -46,9 +46,7 @@ def test_webhook_signatures_and_redelivery(make_stack: Callable[..., Any], nats_
     assert again.json()["duplicate"] is True
 
     ping = json.dumps({"zen": "hi"}).encode()
-    pong = stack.post(
-        "/webhook", content=ping, headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": signed(ping)}
-    )
+    pong = stack.post("/webhook", content=ping, headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": signed(ping)})
     assert pong.status_code == 200
     assert pong.json() == {"ignored": "ping"}
 

@@ -15,11 +15,11 @@ import pytest
 from services.simulator import SimulatorSettings, serve_simulator
 
 MODEL = "claude-sonnet-4-5"
-TOOLS = [
+TOOLS: list[anthropic.types.ToolParam] = [
     {"name": name, "description": f"The {name} tool.", "input_schema": {"type": "object"}}
     for name in ("list_files", "read_file", "search_code", "edit_file", "write_file", "finish")
 ]
-FIRST_USER = {"role": "user", "content": "Add error handling to the API."}
+FIRST_USER: anthropic.types.MessageParam = {"role": "user", "content": "Add error handling to the API."}
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ async def test_same_request_gives_identical_body(client: anthropic.AsyncAnthropi
 
 async def test_different_conversation_gives_new_ids(client: anthropic.AsyncAnthropic) -> None:
     first = await client.messages.create(model=MODEL, max_tokens=64, tools=TOOLS, messages=[FIRST_USER])
-    other_user = {"role": "user", "content": "Add logging."}
+    other_user: anthropic.types.MessageParam = {"role": "user", "content": "Add logging."}
     second = await client.messages.create(model=MODEL, max_tokens=64, tools=TOOLS, messages=[other_user])
 
     assert first.id != second.id

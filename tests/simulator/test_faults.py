@@ -15,7 +15,7 @@ from services.simulator import FaultSpec, FaultSpecError, SimulatorSettings, par
 from services.simulator.faults import FaultInjector
 
 MODEL = "claude-sonnet-4-5"
-TOOLS = [
+TOOLS: list[anthropic.types.ToolParam] = [
     {"name": name, "description": f"The {name} tool.", "input_schema": {"type": "object"}}
     for name in ("list_files", "read_file", "search_code", "edit_file", "write_file", "finish")
 ]
@@ -25,9 +25,9 @@ EXPECTED_FORM = (
 )
 
 
-def conversation_for_turn(turn: int) -> list[dict[str, Any]]:
+def conversation_for_turn(turn: int) -> list[Any]:
     """Build a valid conversation whose next answer is `turn`: turn - 1 answered tool calls."""
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "Add error handling to the API."}]
+    messages: list[Any] = [{"role": "user", "content": "Add error handling to the API."}]
     for index in range(turn - 1):
         tool_use_id = f"toolu_test{index:02d}"
         tool_use = {"type": "tool_use", "id": tool_use_id, "name": "list_files", "input": {"path": "."}}
@@ -230,10 +230,13 @@ async def test_overloaded_stream_breaks_stream_once(client: anthropic.AsyncAnthr
     request: dict[str, Any] = {"model": MODEL, "max_tokens": 256, "tools": TOOLS, "messages": conversation_for_turn(3)}
     seen_events: list[str] = []
 
-    with pytest.raises(anthropic.APIStatusError) as caught:
+    async def consume_stream() -> None:
         async with client.messages.stream(**request) as stream:
             async for event in stream:
                 seen_events.append(event.type)
+
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await consume_stream()
 
     assert seen_events == ["message_start"]
     assert caught.value.status_code == 200
