@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 JSON_MEDIA_TYPE = "application/json"
 SSE_MEDIA_TYPE = "text/event-stream"
-# The API's default `retry-after` on a rate limit varies; one hour makes a job visibly wait for a resume.
+# The real API's `retry-after` depends on the limit that was hit. One hour keeps a job waiting long
+# enough that the rate-limit scenario has to resume it.
 DEFAULT_RATE_LIMIT_RETRY_AFTER_S = 3600
 
 _FAULT_MESSAGES = {
@@ -73,7 +74,9 @@ class _Simulator:
             body = json.loads(raw_body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             self.log.append(raw_body.decode(errors="replace"))
-            return self._error(400, f"Request body is not valid JSON: {exc}.", request_id, now)
+            logger.info("rejected request %s: body is not valid JSON: %s", request_id, exc)
+            detail = f"Request body is not valid JSON: {exc}. Send the request as a JSON object."
+            return self._error(400, detail, request_id, now)
         self.log.append(body)
 
         if self.settings.latency_ms > 0:
@@ -94,8 +97,8 @@ class _Simulator:
         try:
             message = build_message(body, next_step(body), turn)
         except Exception as exc:
-            # The script is meant to cope with any valid conversation; this keeps a bug in it visible
-            # to the caller as an API error instead of a dropped connection.
+            # The script is meant to cope with any valid conversation. Should it fail anyway, the
+            # caller sees an API error instead of a dropped connection.
             logger.exception("script failed on turn %d of request %s", turn, request_id)
             return self._error(500, f"The simulator script failed on turn {turn}: {exc!r}", request_id, now)
 
@@ -140,6 +143,7 @@ class _Simulator:
 def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Answer routing errors (unknown path, wrong method) in the API's error shape."""
     request_id = new_request_id()
+    logger.info("%s %s failed with HTTP %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
     body = error_body(error_type_for_status(exc.status_code), str(exc.detail), request_id)
     return _json_response(body, exc.status_code, {"request-id": request_id})
 

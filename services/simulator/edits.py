@@ -36,7 +36,7 @@ _TUPLE_RESPONSE = re.compile(r"^\s*return\s+\(?\s*\d{3}\s*,", re.MULTILINE)
 
 @dataclass(frozen=True, kw_only=True)
 class Edit:
-    """An `edit_file` replacement: `old_string` occurs exactly once in the file."""
+    """An `edit_file` replacement whose `old_string` occurs once in the source it was made for."""
 
     old_string: str
     new_string: str
@@ -53,7 +53,7 @@ def errors_module_path(main_path: str | None, known_files: Collection[str]) -> s
 
 
 def errors_module_source(main_source: str | None) -> str:
-    """Choose the errors module flavour that fits how the main module's handlers answer."""
+    """Choose the errors module flavour that fits what the main module's handlers return."""
     if main_source is not None and _TUPLE_RESPONSE.search(main_source):
         return ERRORS_MODULE_RESPONSES
     return ERRORS_MODULE_RAISING

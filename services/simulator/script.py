@@ -1,10 +1,11 @@
 """The scripted agent: a pure function from a Messages API request to the next assistant step.
 
-On a Python repository it plays, one turn each: list the files, search for `def ` in `.py` files, read
-the main module, read a second module, write an `errors` module beside the main one (an `ApiError`
-exception and a `handle_errors` decorator), import it in the main module, decorate one function, and
-call `finish` with a summary. A step whose input is missing or whose prerequisite failed is skipped,
-so error results shorten the plan instead of breaking it, and from turn 9 on every answer calls finish.
+On a Python repository it plays one step per turn. It lists the files, searches for `def ` in `.py`
+files, reads the main module and a second module, and writes an `errors` module beside the main one
+(an `ApiError` exception and a `handle_errors` decorator). It then imports that module in the main
+module, decorates one function and calls `finish` with a summary. A step whose input is missing or
+whose prerequisite failed is skipped, so error results shorten the plan instead of breaking it.
+From turn 9 on, every reply calls `finish`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class AgentStep:
 
 
 def next_step(request: Mapping[str, Any]) -> AgentStep:
-    """Decide the assistant's answer to `request` from its conversation alone."""
+    """Decide the assistant's reply to `request` from its conversation alone."""
     messages = request.get("messages")
     turn = turn_number(messages)
     workspace = Workspace(tool_calls(messages))
@@ -172,7 +173,7 @@ def _finish(workspace: Workspace) -> AgentStep:
 
 
 def _within_offered_tools(step: AgentStep, tools: object) -> AgentStep:
-    """Replace a call to a tool the request does not offer with a plain text answer, as a model would."""
+    """Replace a call to a tool the request does not offer with a text-only reply, as a model would."""
     if step.tool_name is None:
         return step
     offered: set[str] = set()

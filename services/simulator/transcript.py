@@ -1,9 +1,9 @@
 """Reading a Messages API conversation: the turn number, past tool calls and what their results contain.
 
-Tool results are free text written by the runner, so the parsers here accept the common layouts:
-one path per line (optionally bulleted, `./`-prefixed or ending in `/`), grep-style `path:line: text`
-search hits or hits grouped under a path line, and file contents with or without a line-number gutter
-(`12\\tcode`, `12: code`, `12 | code`, `12→code`).
+Tool results are free text written by the runner, so the parsers here accept the common layouts.
+Listings may have one path per line, bulleted, `./`-prefixed or ending in `/`. Search results may be
+grep-style `path:line: text` hits or hits grouped under a path line. File contents may come with or
+without a line-number gutter (`12\\tcode`, `12: code`, `12 | code`, `12→code`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ToolCall:
 
 
 def turn_number(messages: object) -> int:
-    """Return the turn a request asks for: the number of assistant messages plus one."""
+    """Return the turn of a request: the number of assistant messages plus one."""
     if not isinstance(messages, Sequence):
         return 1
     assistants = [message for message in messages if _role(message) == "assistant"]
@@ -120,7 +120,7 @@ def python_paths(text: str) -> list[str]:
 def search_hits(text: str) -> dict[str, int]:
     """Count search hits per `.py` file, in the order the files first appear.
 
-    A line that holds nothing but a path starts a group, and the indented lines after it count for that
+    A line that contains nothing but a path starts a group, and the indented lines after it count for that
     path. Any other line that names a path counts as one hit for the first path on it.
     """
     hits: dict[str, int] = {}

@@ -1,6 +1,6 @@
-"""Request checks that mirror the Messages API's 400 `invalid_request_error` answers.
+"""Request checks that mirror the Messages API's 400 `invalid_request_error` responses.
 
-Messages copy the API's wording where it is known from its error answers (`Field required`, the
+Messages copy the API's wording where it is known from its error responses (`Field required`, the
 `tool_use`/`tool_result` pairing, whitespace in text blocks). The check that `tool_result` blocks come
 first in their message uses the simulator's own wording.
 """
@@ -179,8 +179,8 @@ def _check_tool_pairing(messages: list[Mapping[str, Any]]) -> None:
         tool_use_ids = [str(block["id"]) for block in _blocks(message) if block.get("type") == "tool_use"]
         if not tool_use_ids:
             continue
-        # NOTE: a final assistant message with `tool_use` is rejected like a missing result; the real
-        # API's answer to that request shape has not been checked.
+        # NOTE: a final assistant message with `tool_use` is rejected like a missing result. How the
+        # real API responds to that request shape has not been checked.
         following = messages[index + 1] if index + 1 < len(messages) else None
         answered = _leading_result_ids(following) if following is not None else set()
         missing = [tool_use_id for tool_use_id in tool_use_ids if tool_use_id not in answered]

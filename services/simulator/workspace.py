@@ -1,4 +1,4 @@
-"""What the scripted agent has learned about the repository from the tool results in a conversation."""
+"""Facts about the repository that the scripted agent derives from the tool results of a conversation."""
 
 from __future__ import annotations
 

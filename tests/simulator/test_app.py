@@ -22,13 +22,13 @@ TOOLS: list[anthropic.types.ToolParam] = [
 FIRST_USER: anthropic.types.MessageParam = {"role": "user", "content": "Add error handling to the API."}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def simulator_url() -> AsyncIterator[str]:
     async with serve_simulator(SimulatorSettings()) as url:
         yield url
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def client(simulator_url: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with anthropic.AsyncAnthropic(base_url=simulator_url, api_key="sim", max_retries=0) as api:
         yield api
@@ -162,6 +162,8 @@ async def test_request_without_tools_gets_text_answer(client: anthropic.AsyncAnt
 
 
 async def test_request_log_lists_and_clears(client: anthropic.AsyncAnthropic, simulator_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        await http.delete(f"{simulator_url}/_sim/requests")
     await client.messages.create(model=MODEL, max_tokens=10, messages=[FIRST_USER])
     await client.messages.create(model=MODEL, max_tokens=20, tools=TOOLS, messages=[FIRST_USER])
 

@@ -1,4 +1,4 @@
-"""Fault injection: the fault list syntax and the faulty answers the anthropic client sees."""
+"""Fault injection: the fault list syntax and the error responses the anthropic client receives."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ EXPECTED_FORM = (
 
 
 def conversation_for_turn(turn: int) -> list[Any]:
-    """Build a valid conversation whose next answer is `turn`: turn - 1 answered tool calls."""
+    """Build a valid conversation for `turn`, made of turn - 1 tool calls with their results."""
     messages: list[Any] = [{"role": "user", "content": "Add error handling to the API."}]
     for index in range(turn - 1):
         tool_use_id = f"toolu_test{index:02d}"

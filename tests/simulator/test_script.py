@@ -1,4 +1,4 @@
-"""The scripted agent: a full job over the sample repository, and its answers on unusual repositories."""
+"""The scripted agent: a full job over the sample repository, and its steps on unusual repositories."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def tool_call(message: anthropic.types.Message) -> tuple[str, dict[str, Any]]:
     return blocks[0].name, dict(blocks[0].input)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def client() -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with (
         serve_simulator(SimulatorSettings()) as url,

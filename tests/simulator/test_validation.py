@@ -1,4 +1,4 @@
-"""Request validation: each rule answers 400 `invalid_request_error` with the API's message."""
+"""Request validation: each rule gets a 400 `invalid_request_error` with the API's message."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ INVALID_REQUESTS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def client() -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with (
         serve_simulator(SimulatorSettings()) as url,

@@ -1,6 +1,5 @@
 """Tests of the inventory API handlers; they run under unittest and pytest alike."""
 
-# mypy: disable-error-code="import-not-found"
 # Inside turnlog's source tree mypy sees this sample as a subpackage, where `api` is not top-level.
 
 from __future__ import annotations
