@@ -31,7 +31,10 @@ EVENT_KINDS: Final[dict[str, str]] = {
     "job.cancel_requested.v1": "cancel",
     "job.cancelled.v1": "cancelled",
     "job.resumed.v1": "resumed",
-    "checkpoint.deleted.v1": "deleted",
+    "checkpoint.deleted.v2": "deleted",
+    "callback.delivered.v1": "callback_delivered",
+    "callback.failed.v1": "callback_failed",
+    "autoresume.decided.v1": "autoresume",
 }
 """The last subject token for each event tag, so consumers can filter by kind without decoding."""
 
@@ -45,7 +48,19 @@ DEAD_LETTER_SUBJECT: Final = "turnlog.deadletter"
 """Core NATS subject where consumers report events they cannot decode."""
 
 CHECKPOINT_BUCKET: Final = "turnlog-checkpoints"
+"""Checkpoints of projection generation 0; a rebuild writes generation N to `turnlog-checkpoints-N`."""
+
+PROJECTION_BUCKET: Final = "turnlog-projection"
+"""Contains the `checkpoints` key: which checkpoint bucket and projector consumer are active."""
+
+DEAD_LETTER_ALERT_SUBJECT: Final = "turnlog.alerts.deadletter"
+"""Core NATS subject that receives one JSON alert per event the projector cannot decode."""
+
 LEASE_BUCKET: Final = "turnlog-leases"
+FLOOD_BUCKET: Final = "turnlog-flood"
+"""Recent job start times per issue, for the gateway's flood guard; not part of any job's history."""
+
+FLOOD_ALERT_SUBJECT: Final = "turnlog.alerts.flood"
 
 
 def event_subject(job_id: str, tag: str) -> str:

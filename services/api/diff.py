@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from services.api.errors import ApiError
+from services.api.errors import ERROR_RESPONSES, ApiError
 from services.common.checkout import CheckoutError, diff_against_base, prepare_checkout, repository_path
 from services.common.history import HistoryError, load_lineage
 from services.common.ids import is_job_id
@@ -20,7 +20,9 @@ from services.common.settings import Settings
 __all__ = ["job_diff"]
 
 
-@get("/jobs/{job_id:str}/diff", summary="The job's change to the repository as a unified diff")
+@get(
+    "/jobs/{job_id:str}/diff", summary="The job's change to the repository as a unified diff", responses=ERROR_RESPONSES
+)
 async def job_diff(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
     """Answer `text/x-diff` with every change the job and the jobs it resumed made so far."""
     runtime: Runtime = request.app.state.runtime

@@ -5,12 +5,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
-__all__ = ["ApiError", "error_handlers"]
+__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_handlers"]
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The JSON body of every error answer: a stable code, a sentence saying what to do, the field at fault."""
+
+    error: str
+    message: str
+    field: str | None = None
 
 
 class ApiError(Exception):
@@ -48,8 +58,14 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return Response({"error": code, "message": str(exc.detail), "field": None}, status_code=exc.status_code)
+    codes = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, "http_error")
+    message = str(exc.detail)
+    if exc.status_code == 400:
+        message = f"invalid request body: {message}; send a JSON object"
+    elif exc.status_code == 404:
+        message = f"{message}; see GET /schema for the routes"
+    return Response({"error": code, "message": message, "field": None}, status_code=exc.status_code)
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -70,3 +86,17 @@ error_handlers: dict[type[Exception] | int, Any] = {
     HTTPException: _http_error,
     Exception: _unexpected,
 }
+
+
+def _spec(description: str) -> ResponseSpec:
+    return ResponseSpec(ErrorBody, description=description)
+
+
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    400: _spec("Invalid input; `field` names it and `message` says how to fix it."),
+    401: _spec("Missing or wrong bearer token while TURNLOG_API_TOKEN is set."),
+    404: _spec("No such job."),
+    409: _spec("The job's state does not allow the operation; `message` says why."),
+    503: _spec("NATS is unreachable or too slow; retry shortly."),
+}
+"""Error answers every API route may give, documented in the OpenAPI schema."""

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from functools import partial
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import Body, Parameter
 
 from contracts.checkpoint import JOB_STATUSES, Checkpoint
 from contracts.codec import encode_event, event_tag
-from contracts.events import CheckpointDeleted, JobCancelled, JobCancelRequested, JobRequested
-from contracts.events import JobResumed as JobResumedEvent
-from services.api.errors import ApiError
+from contracts.events import JobCancelled, JobCancelRequested, JobRequested
+from services.api.callbacks import check_callback_url
+from services.api.errors import ERROR_RESPONSES, ApiError
 from services.api.schemas import (
     CanResumeOut,
     CheckpointList,
@@ -23,8 +25,10 @@ from services.api.schemas import (
 )
 from services.api.state import list_checkpoints, live_view, read_checkpoint
 from services.common.clock import now_iso
+from services.common.deletion import DeletionConflictError, JobActiveError, JobNotFoundError, delete_job
 from services.common.history import HistoryError, load_job, load_lineage
 from services.common.ids import derived_job_id, is_job_id, new_job_id
+from services.common.resume import commit_resume, plan_resume
 from services.common.runtime import Runtime
 from services.common.settings import Settings
 from services.common.store import AppendConflictError
@@ -52,6 +56,16 @@ def _check_job_id(job_id: str) -> None:
         )
 
 
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def _check_repository(repository: str) -> None:
+    if not _REPOSITORY.match(repository) or ".." in repository:
+        raise ApiError(
+            400, "invalid_request", f"invalid repository {repository!r}: expected owner/name", field="repository"
+        )
+
+
 async def _checkpoint_or_404(runtime: Runtime, job_id: str) -> Checkpoint:
     _check_job_id(job_id)
     checkpoint = await read_checkpoint(runtime, job_id)
@@ -60,28 +74,13 @@ async def _checkpoint_or_404(runtime: Runtime, job_id: str) -> Checkpoint:
     return await live_view(runtime, checkpoint)
 
 
-def _decode_body(raw: bytes, kind: type[Any], *, optional: bool) -> Any:
-    if not raw.strip():
-        if optional:
-            return kind()
-        raise ApiError(400, "invalid_request", "request body is empty; send a JSON object", field=None)
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in text else None
-        raise ApiError(400, "invalid_request", f"invalid request body: {text}", field=field) from exc
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_request", f"request body is not valid JSON: {exc}", field=None) from exc
-
-
-@get("/health", summary="Liveness")
+@get("/health", summary="Liveness", responses=ERROR_RESPONSES)
 async def health() -> dict[str, str]:
     """Answer 200 while the process serves requests."""
     return {"status": "ok"}
 
 
-@get("/ready", summary="Readiness: NATS reachable and streams present")
+@get("/ready", summary="Readiness: NATS reachable and streams present", responses=ERROR_RESPONSES)
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """Answer 200 when NATS is connected and the events stream exists, 503 otherwise."""
     runtime = _runtime(request)
@@ -92,11 +91,16 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response({"ready": runtime.nc.is_connected, "events": info.state.messages}, status_code=200)
 
 
-@post("/jobs", status_code=202, summary="Create a job without GitHub")
-async def create_job(request: Request[Any, Any, Any]) -> JobAccepted:
+@post("/jobs", status_code=202, summary="Create a job without GitHub", responses=ERROR_RESPONSES)
+async def create_job(
+    request: Request[Any, Any, Any], data: Annotated[CreateJobIn, Body(description="The job to run.")]
+) -> JobAccepted:
     """Append a job request from a JSON body."""
     runtime, settings = _runtime(request), _settings(request)
-    body: CreateJobIn = _decode_body(await request.body(), CreateJobIn, optional=False)
+    body = data
+    _check_repository(body.repository)
+    if body.callback is not None:
+        check_callback_url(body.callback.url, allow_private=settings.allow_private_callbacks)
     if not body.task.strip():
         raise ApiError(400, "invalid_request", "task is empty; say what the agent should do", field="task")
     max_turns = body.max_turns or settings.default_max_turns
@@ -115,7 +119,7 @@ async def create_job(request: Request[Any, Any, Any]) -> JobAccepted:
     return JobAccepted(job_id=job_id, status="queued")
 
 
-@get("/jobs/{job_id:str}", summary="Job status")
+@get("/jobs/{job_id:str}", summary="Job status", responses=ERROR_RESPONSES)
 async def job_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
     """Return the job's status, turns and the rest of its checkpoint."""
     checkpoint = await _checkpoint_or_404(_runtime(request), job_id)
@@ -123,7 +127,7 @@ async def job_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, 
     return {"jobId": checkpoint.job_id, "status": checkpoint.job_status, **body}
 
 
-@get("/jobs/{job_id:str}/events", summary="The job's events in order")
+@get("/jobs/{job_id:str}/events", summary="The job's events in order", responses=ERROR_RESPONSES)
 async def job_events(
     request: Request[Any, Any, Any],
     job_id: str,
@@ -146,7 +150,7 @@ async def job_events(
     return {"jobId": job_id, "events": events, "next": events[-1]["sequence"] if events else after}
 
 
-@post("/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a queued or running job")
+@post("/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a queued or running job", responses=ERROR_RESPONSES)
 async def cancel_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
     """Cancel a queued job at once; ask a running job's runner to stop after its current turn."""
     runtime = _runtime(request)
@@ -171,7 +175,7 @@ async def cancel_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, 
     return {"jobId": job_id, "status": "cancelling"}
 
 
-@get("/checkpoints", summary="List checkpoints")
+@get("/checkpoints", summary="List checkpoints", responses=ERROR_RESPONSES)
 async def checkpoints(
     request: Request[Any, Any, Any],
     status: str | None = Parameter(default=None, description="Only checkpoints with this jobStatus."),
@@ -191,25 +195,37 @@ async def checkpoints(
     return CheckpointList(checkpoints=views)
 
 
-@get("/checkpoints/{job_id:str}", summary="One checkpoint")
+@get("/checkpoints/{job_id:str}", summary="One checkpoint", responses=ERROR_RESPONSES)
 async def checkpoint(request: Request[Any, Any, Any], job_id: str) -> Checkpoint:
     """Return one checkpoint; 404 when the job does not exist."""
     return await _checkpoint_or_404(_runtime(request), job_id)
 
 
-@get("/checkpoints/{job_id:str}/can-resume", summary="Whether a job can be resumed")
+@get("/checkpoints/{job_id:str}/can-resume", summary="Whether a job can be resumed", responses=ERROR_RESPONSES)
 async def can_resume(request: Request[Any, Any, Any], job_id: str) -> CanResumeOut:
     """Return whether the job can be resumed now and why."""
     view = await _checkpoint_or_404(_runtime(request), job_id)
     return CanResumeOut(can_resume=view.can_resume, reason=view.can_resume_reason)
 
 
-@post("/checkpoints/{job_id:str}/resume", status_code=202, summary="Resume a job as a new job")
-async def resume(request: Request[Any, Any, Any], job_id: str) -> ResumeOut:
+@post(
+    "/checkpoints/{job_id:str}/resume", status_code=202, summary="Resume a job as a new job", responses=ERROR_RESPONSES
+)
+async def resume(
+    request: Request[Any, Any, Any],
+    job_id: str,
+    data: Annotated[ResumeIn | None, Body(description="Optional: callback, fromTurn, note.")] = None,
+) -> ResumeOut:
     """Mark the job resumed and request the new job in one atomic, concurrency-checked batch."""
     runtime = _runtime(request)
-    body: ResumeIn = _decode_body(await request.body(), ResumeIn, optional=True)
+    body = data or ResumeIn()
     _check_job_id(job_id)
+    if body.callback is not None:
+        check_callback_url(body.callback.url, allow_private=_settings(request).allow_private_callbacks)
+    if body.note is not None and not body.note.strip():
+        raise ApiError(
+            400, "invalid_request", "note is empty; leave it out or say what the agent should do", field="note"
+        )
     try:
         history = await load_job(runtime.store, job_id)
     except HistoryError as exc:
@@ -233,22 +249,16 @@ async def resume(request: Request[Any, Any, Any], job_id: str) -> ResumeOut:
             f"fromTurn {from_turn} is out of range; use 1 to {view.turns}",
             field="fromTurn",
         )
-    at = now_iso()
-    request_event = JobRequested(
-        job_id=new_id,
-        at=at,
-        repository=history.request.repository,
-        task=history.request.task,
-        max_turns=history.request.max_turns,
-        callback_url=body.callback.url if body.callback else history.request.callback_url,
-        github=history.request.github,
-        resume_of=job_id,
+    plan = plan_resume(
+        history,
+        new_job_id=new_id,
         from_turn=from_turn,
+        at=now_iso(),
         note=body.note,
+        callback_url=body.callback.url if body.callback else None,
     )
-    resumed = JobResumedEvent(job_id=job_id, at=at, new_job_id=new_id, from_turn=from_turn)
     try:
-        await runtime.store.append_batch([(resumed, history.last_sequence), (request_event, 0)])
+        await commit_resume(runtime.store, plan)
     except AppendConflictError as exc:
         winner = await read_checkpoint(runtime, job_id)
         again = await load_job(runtime.store, job_id)
@@ -265,7 +275,11 @@ async def resume(request: Request[Any, Any, Any], job_id: str) -> ResumeOut:
     return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=from_turn)
 
 
-@get("/checkpoints/{job_id:str}/messages", summary="The job's message history, rebuilt from events")
+@get(
+    "/checkpoints/{job_id:str}/messages",
+    summary="The job's message history, rebuilt from events",
+    responses=ERROR_RESPONSES,
+)
 async def messages(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
     """Return the conversation a resume would send the model, with the repairs made and the forks."""
     _check_job_id(job_id)
@@ -282,18 +296,24 @@ async def messages(request: Request[Any, Any, Any], job_id: str) -> dict[str, An
     }
 
 
-@delete("/checkpoints/{job_id:str}", status_code=200, summary="Delete a job's checkpoint and history")
+@delete(
+    "/checkpoints/{job_id:str}",
+    status_code=200,
+    summary="Delete a job's checkpoint and history",
+    responses=ERROR_RESPONSES,
+)
 async def delete_checkpoint(request: Request[Any, Any, Any], job_id: str) -> dict[str, bool]:
     """Record the deletion, then purge the job's history so a rebuild does not bring it back."""
     runtime = _runtime(request)
-    view = await _checkpoint_or_404(runtime, job_id)
-    if view.job_status in ("running", "queued"):
-        raise ApiError(409, "job_active", f"job {job_id} is {view.job_status}; cancel it first", field="jobId")
-    last = await runtime.store.last_sequence(job_id)
-    tombstone = await runtime.store.append(
-        CheckpointDeleted(job_id=job_id, at=now_iso(), reason="api"), expected_last=last
-    )
-    await runtime.store.purge(job_id, before=tombstone)
+    await _checkpoint_or_404(runtime, job_id)
+    try:
+        await delete_job(runtime.store, job_id, reason="api", live=partial(live_view, runtime))
+    except JobNotFoundError as exc:
+        raise ApiError(404, "not_found", str(exc), field="jobId") from exc
+    except JobActiveError as exc:
+        raise ApiError(409, "job_active", str(exc), field="jobId") from exc
+    except DeletionConflictError as exc:
+        raise ApiError(409, "job_changed", str(exc), field="jobId") from exc
     return {"deleted": True}
 
 

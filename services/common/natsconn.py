@@ -67,6 +67,7 @@ async def ensure_topology(js: JetStreamContext, *, replicas: int = 1) -> None:
 
     await _ensure_bucket(js, KeyValueConfig(bucket=topology.CHECKPOINT_BUCKET, history=1, replicas=replicas))
     await _ensure_bucket(js, KeyValueConfig(bucket=topology.LEASE_BUCKET, history=1, replicas=replicas))
+    await _ensure_bucket(js, KeyValueConfig(bucket=topology.FLOOD_BUCKET, history=1, replicas=replicas, ttl=86400))
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:

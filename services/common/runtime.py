@@ -26,6 +26,7 @@ class Runtime:
     store: EventStore
     checkpoints: KeyValue
     leases: KeyValue
+    flood: KeyValue
 
     async def close(self) -> None:
         """Flush pending publishes and close the connection."""
@@ -47,4 +48,5 @@ async def open_runtime(settings: Settings, *, name: str) -> Runtime:
         store=EventStore(nc, js),
         checkpoints=await js.key_value(topology.CHECKPOINT_BUCKET),
         leases=await js.key_value(topology.LEASE_BUCKET),
+        flood=await js.key_value(topology.FLOOD_BUCKET),
     )

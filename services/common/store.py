@@ -66,10 +66,18 @@ class StoredEvent:
 class EventStore:
     """Appends and reads job histories in the events stream."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, *, publish_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        *,
+        publish_timeout: float = 5.0,
+        retry_window: float = _RETRY_WINDOW_SECONDS,
+    ) -> None:
         self._nc = nc
         self._js = js
         self._publish_timeout = publish_timeout
+        self._retry_window = retry_window
 
     @property
     def nc(self) -> Client:
@@ -97,7 +105,7 @@ class EventStore:
         }
         payload = encode_event(event)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _RETRY_WINDOW_SECONDS
+        deadline = loop.time() + self._retry_window
         attempts = 0
         while True:
             attempts += 1
@@ -113,8 +121,8 @@ class EventStore:
                     if landed is not None:
                         return landed
                 raise AppendConflictError(event.job_id, expected_last, str(exc.description)) from exc
-            except (NoStreamResponseError, NatsTimeoutError, NoRespondersError) as exc:
-                if loop.time() > deadline:
+            except (NoStreamResponseError, NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
+                if loop.time() + 0.25 > deadline:
                     raise StoreError(
                         f"append to {subject} failed after {attempts} attempts: {exc!r}; is NATS reachable?"
                     ) from exc

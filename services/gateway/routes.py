@@ -7,16 +7,19 @@ import hmac
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, post
+from litestar.openapi.datastructures import ResponseSpec
 
 from contracts.events import GitHubSource, JobRequested
-from services.api.errors import ApiError
+from services.api.errors import ApiError, ErrorBody
 from services.common.clock import now_iso
 from services.common.history import load_job
 from services.common.ids import derived_job_id, new_job_id
 from services.common.runtime import Runtime
 from services.common.settings import Settings
-from services.common.store import AppendConflictError
+from services.common.store import AppendConflictError, EventStore, StoreError
+from services.gateway.flood import FloodGuard
 from services.gateway.payload import PayloadError, decide, decode_payload
 
 __all__ = ["GATEWAY_ROUTES"]
@@ -26,11 +29,42 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 
 
-@post("/webhook", status_code=202, summary="GitHub webhook")
+class WebhookAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the webhook answers: the job a command created or matched, or why the delivery was ignored."""
+
+    jobId: str | None = None
+    status: str | None = None
+    duplicate: bool = False
+    ignored: str | None = None
+
+
+_ERRORS = {
+    200: ResponseSpec(WebhookAnswer, description="Ignored event (`ignored`), or a redelivery of an existing job."),
+    400: ResponseSpec(ErrorBody, description="Malformed JSON or a missing field; `field` names it."),
+    401: ResponseSpec(ErrorBody, description="Missing or invalid X-Hub-Signature-256."),
+    413: ResponseSpec(ErrorBody, description="Body larger than 1 MiB."),
+    415: ResponseSpec(ErrorBody, description="Content type other than JSON or form-encoded."),
+    429: ResponseSpec(ErrorBody, description="Too many jobs for one issue within the flood window."),
+    503: ResponseSpec(ErrorBody, description="NATS did not answer in time; GitHub may redeliver safely."),
+}
+
+
+@post(
+    "/webhook",
+    status_code=202,
+    summary="GitHub webhook",
+    description=(
+        "An `issue_comment` created with a body starting `/code ` creates a job (202). Redeliveries of the "
+        "same comment or delivery return the original job (200). Other events answer 200 with `ignored`."
+    ),
+    responses=_ERRORS,
+)
 async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """Turn an `issue_comment` that starts with `/code ` into a job request, exactly once per comment."""
-    runtime: Runtime = request.app.state.runtime
     settings: Settings = request.app.state.settings
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"delivery body is {declared} bytes; the limit is {MAX_BODY_BYTES}")
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"delivery body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
@@ -47,6 +81,7 @@ async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
             415,
             "unsupported_media_type",
             f"content type {content_type!r} is not supported; send application/json or form-encoded payload=",
+            field="Content-Type",
         )
     try:
         payload = decode_payload(raw, content_type)
@@ -56,6 +91,10 @@ async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     decision = decide(payload)
     if decision.task is None:
         return Response({"ignored": decision.ignored}, status_code=200)
+    repository = f"{payload.repository.owner.login}/{payload.repository.name}"
+    allowed = settings.allowed_repositories()
+    if allowed and repository.lower() not in allowed:
+        return Response({"ignored": f"repository {repository} is not in TURNLOG_ALLOWED_REPOS"}, status_code=200)
 
     delivery = request.headers.get("x-github-delivery")
     if payload.comment.id is not None:
@@ -64,7 +103,6 @@ async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         job_id = derived_job_id("delivery", delivery)
     else:
         job_id = new_job_id()
-    repository = f"{payload.repository.owner.login}/{payload.repository.name}"
     event = JobRequested(
         job_id=job_id,
         at=now_iso(),
@@ -80,15 +118,56 @@ async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
             sender=payload.sender.login if payload.sender else None,
         ),
     )
+    return await _append_once(request, event, repository, payload.issue.number)
+
+
+async def _append_once(
+    request: Request[Any, Any, Any], event: JobRequested, repository: str, issue: int
+) -> Response[dict[str, Any]]:
+    runtime: Runtime = request.app.state.runtime
+    settings: Settings = request.app.state.settings
+    store = EventStore(
+        runtime.nc,
+        runtime.js,
+        publish_timeout=settings.webhook_publish_timeout,
+        retry_window=settings.webhook_publish_timeout,
+    )
     try:
-        await runtime.store.append(event, expected_last=0)
+        if await store.last_sequence(event.job_id) > 0:
+            return await _duplicate(runtime, event.job_id)
+        if not await _flood_guard(request).allow(repository, issue):
+            raise ApiError(
+                429,
+                "flood",
+                f"{repository}#{issue} started {settings.flood_max_jobs} jobs within "
+                f"{settings.flood_window_seconds:.0f}s; wait before sending more /code comments",
+            )
+        await store.append(event, expected_last=0)
     except AppendConflictError:
-        # The same comment or delivery arrived before: answer with the job it created.
-        history = await load_job(runtime.store, job_id)
-        status = history.checkpoint.job_status if history and history.checkpoint else "deleted"
-        return Response({"jobId": job_id, "status": status, "duplicate": True}, status_code=200)
-    log.info("job %s requested for %s#%d", job_id, repository, payload.issue.number)
-    return Response({"jobId": job_id, "status": "queued"}, status_code=202)
+        return await _duplicate(runtime, event.job_id)
+    except (StoreError, TimeoutError) as exc:
+        log.warning("job %s not recorded, NATS too slow: %s", event.job_id, exc)
+        raise ApiError(503, "unavailable", "the event store did not answer in time; redeliver the webhook") from exc
+    log.info("job %s requested for %s#%d", event.job_id, repository, issue)
+    return Response({"jobId": event.job_id, "status": "queued"}, status_code=202)
+
+
+async def _duplicate(runtime: Runtime, job_id: str) -> Response[dict[str, Any]]:
+    history = await load_job(runtime.store, job_id)
+    status = history.checkpoint.job_status if history and history.checkpoint else "deleted"
+    return Response({"jobId": job_id, "status": status, "duplicate": True}, status_code=200)
+
+
+def _flood_guard(request: Request[Any, Any, Any]) -> FloodGuard:
+    guard: FloodGuard | None = getattr(request.app.state, "flood_guard", None)
+    if guard is None:
+        runtime: Runtime = request.app.state.runtime
+        settings: Settings = request.app.state.settings
+        guard = FloodGuard(
+            runtime.flood, runtime.nc, limit=settings.flood_max_jobs, window=settings.flood_window_seconds
+        )
+        request.app.state.flood_guard = guard
+    return guard
 
 
 def _verify_signature(settings: Settings, raw: bytes, header: str | None) -> None:
