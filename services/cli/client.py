@@ -46,9 +46,17 @@ class ApiClient:
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request and return its JSON body; raise CliError with the API's message on errors."""
         response = self.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise CliError(_error_message(response), exit_code=3 if response.status_code == 503 else 1)
+        self.raise_for_answer(response)
         return response.json()
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Open a streaming request (a context manager yielding the response); no read timeout."""
+        return self._http.stream(method, path, timeout=httpx.Timeout(10.0, read=None), **kwargs)
+
+    def raise_for_answer(self, response: httpx.Response) -> None:
+        """Raise CliError with the API's one-sentence message for an error answer."""
+        if response.status_code >= 400:
+            raise CliError(_error_message(response), exit_code=3 if response.status_code in (502, 503, 504) else 1)
 
 
 def _error_message(response: httpx.Response) -> str:

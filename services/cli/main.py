@@ -7,14 +7,16 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from services.cli.client import ApiClient, CliError
-from services.cli.render import checkpoint_block, checkpoint_list, message_history, shorten
+from services.cli.monitor import follow
+from services.cli.ops import cleanup
+from services.cli.output import checkpoint_table, console
+from services.cli.render import checkpoint_block, format_time, message_history, shorten
 
 __all__ = ["main"]
 
@@ -29,8 +31,15 @@ def _emit_json(document: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="turnlog")
-def cli() -> None:
-    """turnlog: durable, inspectable and resumable AI coding-agent jobs on NATS JetStream."""
+@click.option("--no-color", is_flag=True, help="Print plain text without colours (also when NO_COLOR is set).")
+def cli(no_color: bool) -> None:
+    """turnlog: durable, inspectable and resumable AI coding-agent jobs on NATS JetStream.
+
+    Commands that talk to a running stack use TURNLOG_API_URL (default http://localhost:3000) and
+    send TURNLOG_API_TOKEN as a bearer token when it is set. Exit codes: 0 success, 1 the operation
+    failed or was refused, 2 bad usage, 3 the stack is unreachable.
+    """
+    console(no_color=no_color)
 
 
 @cli.command()
@@ -70,25 +79,28 @@ def serve(service: str, port: int) -> None:
 
 @cli.command()
 @click.argument("job_id")
-@click.option("--interval", default=0.5, show_default=True, help="Seconds between polls of the job's events.")
-def monitor(job_id: str, interval: float) -> None:
-    """Follow a job live until it ends; exit 0 when it completed, 1 when it failed or was cancelled."""
+def monitor(job_id: str) -> None:
+    """Follow a job live until it ends; exit 0 when it completed, 1 when it failed or was cancelled.
+
+    Reconnects by itself when the connection drops and continues after the last event it showed.
+    """
     with _client() as client:
         job = client.json("GET", f"/jobs/{job_id}")
-        max_turns = job["maxTurns"]
-        click.echo(f"Job {job_id} is {'active' if job['status'] == 'running' else job['status']}")
-        after = 0
-        while True:
-            page = client.json("GET", f"/jobs/{job_id}/events", params={"after": after, "limit": 200})
-            for item in page["events"]:
-                after = item["sequence"]
-                outcome = _monitor_line(item.get("event") or {}, max_turns)
-                if outcome is not None:
-                    line, code = outcome
-                    click.echo(line)
-                    if code is not None:
-                        raise SystemExit(code)
-            time.sleep(interval)
+        max_turns = int(job["maxTurns"])
+        state = "active" if job["status"] == "running" else job["status"]
+        click.echo(f"Job {job_id} is {state}")
+        click.echo(f"Turn: {job['turns']}/{max_turns}")
+
+        def show(item: dict[str, Any]) -> int | None:
+            outcome = _monitor_line(item.get("event") or {}, max_turns)
+            if outcome is None:
+                return None
+            line, code = outcome
+            click.echo(line)
+            return code
+
+        code = follow(client, job_id, show, on_reconnect=lambda note: click.echo(f"… {note}", err=True))
+    raise SystemExit(code)
 
 
 def _monitor_line(event: dict[str, Any], max_turns: int) -> tuple[str, int | None] | None:
@@ -135,7 +147,12 @@ def checkpoints(status: str | None, as_json: bool) -> None:
     if as_json:
         _emit_json(document)
         return
-    click.echo(checkpoint_list(document["checkpoints"]))
+    items = document["checkpoints"]
+    if not items:
+        click.echo("No checkpoints found.")
+        return
+    click.echo(f"Found {len(items)} checkpoint(s):\n")
+    console().print(checkpoint_table(items, format_time))
 
 
 @cli.command()
@@ -282,6 +299,9 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+cli.add_command(cleanup)
+
+
 def main() -> None:
     """Run the CLI, printing a CliError as one sentence on stderr with its exit code."""
     try:
@@ -299,3 +319,9 @@ def main() -> None:
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+from services.cli.replay import projections, replay  # noqa: E402
+
+cli.add_command(replay)
+cli.add_command(projections)

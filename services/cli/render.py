@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-__all__ = ["checkpoint_block", "checkpoint_list", "message_history", "shorten"]
+__all__ = ["checkpoint_block", "checkpoint_list", "format_time", "message_history", "shorten"]
 
 
 def shorten(text: str, limit: int = 200) -> str:
@@ -14,7 +14,8 @@ def shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _when(stamp: str | None) -> str:
+def format_time(stamp: str | None) -> str:
+    """Format an RFC 3339 time as `2024-01-15 10:30:45` (UTC), or `-` when missing."""
     if not stamp:
         return "-"
     try:
@@ -39,15 +40,17 @@ def checkpoint_block(checkpoint: dict[str, Any]) -> str:
         f"   Task: {shorten(str(checkpoint.get('task', '')), 100)}",
         f"   Turns: {turns}/{max_turns} ({percent}%)",
         f"   Messages: {checkpoint['messages']}",
-        f"   Created: {_when(checkpoint.get('createdAt'))}",
-        f"   Last Updated: {_when(checkpoint.get('lastUpdated'))}",
+        f"   Created: {format_time(checkpoint.get('createdAt'))}",
+        f"   Last Updated: {format_time(checkpoint.get('lastUpdated'))}",
         f"   Can Resume: {_yes_no(bool(checkpoint['canResume']))}",
     ]
     if not checkpoint["canResume"] or checkpoint["jobStatus"] in ("failed", "unknown"):
         lines.append(f"   Reason: {checkpoint.get('canResumeReason', '')}")
     failure = checkpoint.get("failure")
     if failure:
-        retry = f", retry not before {_when(failure.get('retryNotBefore'))}" if failure.get("retryNotBefore") else ""
+        retry = (
+            f", retry not before {format_time(failure.get('retryNotBefore'))}" if failure.get("retryNotBefore") else ""
+        )
         lines.append(f"   Failure: {failure['kind']}: {failure['message']}{retry}")
     if checkpoint.get("resumeOf"):
         lines.append(f"   Resumed From: job {checkpoint['resumeOf']} at turn {checkpoint.get('fromTurn')}")
@@ -77,7 +80,7 @@ def checkpoint_list(checkpoints: list[dict[str, Any]]) -> str:
                     f"   Status: {checkpoint['jobStatus']}",
                     f"   Turns: {checkpoint['turns']}/{checkpoint['maxTurns']}",
                     f"   Messages: {checkpoint['messages']}",
-                    f"   Last Updated: {_when(checkpoint.get('lastUpdated'))}",
+                    f"   Last Updated: {format_time(checkpoint.get('lastUpdated'))}",
                     f"   Can Resume: {_yes_no(bool(checkpoint['canResume']))}",
                 ]
             )
