@@ -5,6 +5,9 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "AutoResumeDecided",
+    "CallbackDelivered",
+    "CallbackFailed",
     "CheckpointDeleted",
     "Event",
     "FileChange",
@@ -110,8 +113,8 @@ class JobFailed(_Base, tag="job.failed.v1", frozen=True, kw_only=True):
     """The job stopped without finishing its task."""
 
     kind: str
-    """One of `rate_limited`, `overloaded`, `upstream_error`, `model_rejected`, `output_truncated`,
-    `max_turns`, `workspace_error`, `internal_error`."""
+    """One of `rate_limited`, `overloaded`, `upstream_error` (retryable), `auth_error`,
+    `invalid_request`, `output_truncated`, `max_turns`, `workspace_error`, `history_unreadable`."""
     message: str
     retryable: bool
     retry_not_before: str | None = None
@@ -144,10 +147,48 @@ class JobResumed(_Base, tag="job.resumed.v1", frozen=True, kw_only=True):
     from_turn: int
 
 
-class CheckpointDeleted(_Base, tag="checkpoint.deleted.v1", frozen=True, kw_only=True):
-    """A user or the retention policy deleted the job's checkpoint and history."""
+class CheckpointDeleted(_Base, tag="checkpoint.deleted.v2", frozen=True, kw_only=True):
+    """A user or the retention policy deleted the job's checkpoint and history.
 
+    Version 2 splits who deleted the job from why: in version 1, `reason` held the origin label
+    (`api`). `contracts.upcast` turns stored version 1 events into this shape on decode.
+    """
+
+    requested_by: str = "api"
+    """Who deleted the job: `api` (a user, through the REST API or the CLI) or `retention` (the policy)."""
     reason: str = ""
+    """Why, in words, such as "older than 30 days"; empty when nobody gave a reason."""
+
+
+class CallbackDelivered(_Base, tag="callback.delivered.v1", frozen=True, kw_only=True):
+    """The job's callback URL accepted the POST of its outcome."""
+
+    url: str
+    delivery_id: str
+    """The `X-Turnlog-Delivery` header: the same on every attempt, so receivers can deduplicate."""
+    attempts: int
+    status: int
+    """HTTP status of the accepted attempt."""
+
+
+class CallbackFailed(_Base, tag="callback.failed.v1", frozen=True, kw_only=True):
+    """The job's callback URL did not accept its outcome before the delivery deadline, or rejected it."""
+
+    url: str
+    delivery_id: str
+    attempts: int
+    last_error: str
+
+
+class AutoResumeDecided(_Base, tag="autoresume.decided.v1", frozen=True, kw_only=True):
+    """The auto-resume service resumed the failed job, or decided it never will and why."""
+
+    decision: str
+    """`resumed` or `skipped`."""
+    reason: str
+    code: str = ""
+    """Stable reason code: `resumed`, `not_retryable`, `not_resumable` or `chain_limit`."""
+    new_job_id: str | None = None
 
 
 Event = (
@@ -160,4 +201,7 @@ Event = (
     | JobCancelled
     | JobResumed
     | CheckpointDeleted
+    | CallbackDelivered
+    | CallbackFailed
+    | AutoResumeDecided
 )

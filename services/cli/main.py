@@ -49,7 +49,8 @@ def cli(no_color: bool) -> None:
     type=click.Path(path_type=Path),
     default=Path(".turnlog"),
     show_default=True,
-    help="Folder for the embedded NATS store, repositories and workspaces.",
+    envvar="TURNLOG_DATA_DIR",
+    help="Folder for the embedded NATS store, repositories and workspaces [env TURNLOG_DATA_DIR].",
 )
 @click.option("--nats-url", default=None, help="Use this NATS server instead of starting one [env TURNLOG_NATS_URL].")
 def up(port: int, data_dir: Path, nats_url: str | None) -> None:
@@ -289,7 +290,9 @@ class _client:
 
 
 def _announce(message: str) -> None:
+    # Flush each line so a supervisor or a pipe sees start-up and shutdown as they happen.
     click.echo(message, err=False)
+    sys.stdout.flush()
 
 
 def _configure_logging() -> None:

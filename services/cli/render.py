@@ -19,7 +19,7 @@ def format_time(stamp: str | None) -> str:
     if not stamp:
         return "-"
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S UTC")
     except ValueError:
         return stamp
 
