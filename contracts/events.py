@@ -113,8 +113,8 @@ class JobFailed(_Base, tag="job.failed.v1", frozen=True, kw_only=True):
     """The job stopped without finishing its task."""
 
     kind: str
-    """One of `rate_limited`, `overloaded`, `upstream_error` (retryable), `auth_error`,
-    `invalid_request`, `output_truncated`, `max_turns`, `workspace_error`, `history_unreadable`."""
+    """One of `rate_limited`, `overloaded`, `upstream_error` (retryable), `model_rejected`,
+    `output_truncated`, `output_too_large`, `max_turns`, `workspace_error`, `history_unreadable`."""
     message: str
     retryable: bool
     retry_not_before: str | None = None

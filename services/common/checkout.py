@@ -31,11 +31,18 @@ def repository_path(repos_dir: Path, repository: str) -> Path:
 
 
 async def prepare_checkout(
-    source: Path, destination: Path, base_commit: str | None, changes: list[FileChange]
+    source: Path,
+    destination: Path,
+    base_commit: str | None,
+    changes: list[FileChange],
+    *,
+    max_output_bytes: int = 32 * 1024,
+    max_file_bytes: int = 256 * 1024,
 ) -> tuple[Workspace, str]:
     """Clone `source` into a fresh `destination` at `base_commit` (default HEAD) and replay `changes`.
 
-    Returns the workspace and the commit it starts from. Any earlier content of `destination` is
+    Returns the workspace, whose tools cap their output at `max_output_bytes` and each written file
+    at `max_file_bytes`, and the commit it starts from. Any earlier content of `destination` is
     removed first, because a workspace is always rebuilt from events, never trusted from disk.
     """
     if destination.exists():
@@ -46,7 +53,7 @@ async def prepare_checkout(
         await _git(destination, "checkout", "--quiet", "--detach", base_commit)
     commit = (await _git(destination, "rev-parse", "HEAD")).strip()
 
-    workspace = Workspace(destination)
+    workspace = Workspace(destination, max_output_bytes=max_output_bytes, max_file_bytes=max_file_bytes)
     await asyncio.to_thread(workspace.apply_changes, changes)
     workspace.take_changes()
     return workspace, commit

@@ -9,7 +9,7 @@ import msgspec
 
 from contracts.events import ToolResult, TurnCompleted
 
-__all__ = ["NUDGE_TEXT", "Conversation", "Repair", "build_conversation"]
+__all__ = ["LOST_RESULT_TEXT", "NUDGE_TEXT", "Conversation", "ConversationBuilder", "Repair", "build_conversation"]
 
 NUDGE_TEXT = "Continue with the task. Call the finish tool with a summary when it is done."
 """Sent when a turn ended without any tool call, so the next request still ends with a user message."""
@@ -42,26 +42,42 @@ def build_conversation(task: str, turns: list[TurnCompleted], notes: dict[int, s
 
     `notes` maps a turn number to a user instruction added after that turn (0: before the first).
     Repairs follow the Messages API rules: every `tool_use` gets a `tool_result` in the next user
-    message before any text, text blocks are never empty, and thinking blocks are kept unchanged.
+    message before any text, text blocks are never empty, a tool_use cut off by `max_tokens` is
+    dropped, and thinking blocks are kept unchanged.
     """
-    conversation = Conversation(messages=[])
-    first: list[dict[str, Any]] = [{"type": "text", "text": task}]
-    if notes.get(0):
-        first.append({"type": "text", "text": notes[0]})
-    conversation.messages.append({"role": "user", "content": first})
-
+    builder = ConversationBuilder(task, notes)
     for record in turns:
+        builder.add(record)
+    return builder.conversation
+
+
+class ConversationBuilder:
+    """Builds a conversation turn by turn, so that a running job decodes each recorded turn only once."""
+
+    def __init__(self, task: str, notes: dict[int, str]) -> None:
+        self._notes = notes
+        self.turns_added = 0
+        self.last_record: TurnCompleted | None = None
+        first: list[dict[str, Any]] = [{"type": "text", "text": task}]
+        if notes.get(0):
+            first.append({"type": "text", "text": notes[0]})
+        self.conversation = Conversation(messages=[{"role": "user", "content": first}])
+
+    def add(self, record: TurnCompleted) -> None:
+        """Append one recorded turn: the assistant's answer, then the user message with its results."""
+        conversation = self.conversation
         blocks = _assistant_blocks(record, conversation.repairs)
         if blocks:
             conversation.messages.append({"role": "assistant", "content": blocks})
         user_blocks = _result_blocks(record, blocks, conversation.repairs)
-        note = notes.get(record.turn)
+        note = self._notes.get(record.turn)
         if note:
             user_blocks.append({"type": "text", "text": note})
         if not user_blocks:
             user_blocks.append({"type": "text", "text": NUDGE_TEXT})
         _append_user(conversation.messages, user_blocks)
-    return conversation
+        self.turns_added += 1
+        self.last_record = record
 
 
 def assistant_blocks_raw(record: TurnCompleted) -> list[dict[str, Any]]:
@@ -76,7 +92,22 @@ def _assistant_blocks(record: TurnCompleted, repairs: list[Repair]) -> list[dict
         if block.get("type") == "text" and not str(block.get("text", "")).strip():
             repairs.append(Repair(record.turn, "empty_text_dropped", "an empty text block was removed"))
             continue
+        if block.get("type") == "tool_use" and not isinstance(block.get("input"), dict):
+            repairs.append(
+                Repair(record.turn, "tool_input_replaced", f"tool_use {block.get('id')} had no input object; sent {{}}")
+            )
+            block = {**block, "input": {}}
         kept.append(block)
+    if record.stop_reason == "max_tokens" and kept and kept[-1].get("type") == "tool_use":
+        # max_tokens cut this call's input short, so it never ran and its input cannot be trusted.
+        dropped = kept.pop()
+        repairs.append(
+            Repair(
+                record.turn,
+                "truncated_tool_use_dropped",
+                f"tool_use {dropped.get('id')} was cut off at max_tokens; removed",
+            )
+        )
     if kept and kept[-1].get("type") == "text":
         text = str(kept[-1]["text"])
         if text != text.rstrip():

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from contracts.checkpoint import Checkpoint
 from contracts.events import CheckpointDeleted, FileChange, JobRequested, JobStarted, TurnCompleted
-from services.common.conversation import Conversation, build_conversation
+from services.common.conversation import Conversation, ConversationBuilder
 from services.common.fold import fold
 from services.common.store import EventStore, StoredEvent
 
@@ -58,10 +58,24 @@ class Lineage:
     notes: dict[int, str] = field(default_factory=dict)
     forks: list[tuple[str, int]] = field(default_factory=list)
     """(original job id, turn) for every resume in the chain, oldest first."""
+    _builder: ConversationBuilder | None = field(default=None, repr=False, compare=False)
 
     def conversation(self) -> Conversation:
-        """Build the repaired model conversation of the lineage."""
-        return build_conversation(self.task, self.turns, self.notes)
+        """Return the repaired model conversation of the lineage, extended with turns added since the last call.
+
+        Turns appended to `turns` are decoded once; any other change to `turns` rebuilds it. The returned
+        object is updated in place by later calls.
+        """
+        builder = self._builder
+        stale = builder is None or builder.turns_added > len(self.turns)
+        if builder is not None and not stale and builder.turns_added:
+            stale = self.turns[builder.turns_added - 1] is not builder.last_record
+        if builder is None or stale:
+            builder = ConversationBuilder(self.task, self.notes)
+            self._builder = builder
+        for record in self.turns[builder.turns_added :]:
+            builder.add(record)
+        return builder.conversation
 
     def changes(self) -> list[FileChange]:
         """Return every workspace change of the lineage, in the order the turns made them."""

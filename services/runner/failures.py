@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-__all__ = ["ModelFailure", "classify_connection_error", "classify_status", "retry_delay"]
+__all__ = [
+    "ModelFailure",
+    "classify_connection_error",
+    "classify_status",
+    "classify_stream_error",
+    "not_before",
+    "retry_delay",
+]
 
 _RESET_HEADERS = (
     "anthropic-ratelimit-requests-reset",
@@ -41,8 +48,8 @@ class ModelFailure(Exception):
 def classify_status(status: int, headers: Mapping[str, str], message: str, now: datetime) -> ModelFailure:
     """Turn an HTTP error answer of the Messages API into a ModelFailure.
 
-    429, 529 and 5xx are transient; 4xx other than 429 will fail the same way again.
-    See https://docs.anthropic.com/en/api/errors for the status codes.
+    429, 529 and 5xx are transient; any other 4xx (400, 401, 403, 404, 413) would fail the same way
+    again, so it is `model_rejected` and not retryable. See https://docs.anthropic.com/en/api/errors.
     """
     delay = retry_delay(headers, now)
     if status == 429:
@@ -51,9 +58,23 @@ def classify_status(status: int, headers: Mapping[str, str], message: str, now: 
         return ModelFailure("overloaded", message or "the API is overloaded", True, delay, status)
     if status >= 500:
         return ModelFailure("upstream_error", message or f"the API answered {status}", True, delay, status)
-    if status in (401, 403):
-        return ModelFailure("auth_error", message or f"the API answered {status}", False, None, status)
-    return ModelFailure("invalid_request", message or f"the API answered {status}", False, None, status)
+    return ModelFailure("model_rejected", message or f"the API answered {status}", False, None, status)
+
+
+def classify_stream_error(error_type: str, message: str) -> ModelFailure:
+    """Turn an `error` event inside a 200 streaming answer into a ModelFailure.
+
+    The API reports overload this way mid-stream (`overloaded_error`); a stream error carries no
+    retry headers, so the retry backoff alone decides the wait.
+    """
+    text = f"{message} ({error_type})" if message else error_type
+    if error_type == "overloaded_error":
+        return ModelFailure("overloaded", text, True)
+    if error_type == "rate_limit_error":
+        return ModelFailure("rate_limited", text, True)
+    if error_type in ("api_error", "timeout_error"):
+        return ModelFailure("upstream_error", text, True)
+    return ModelFailure("model_rejected", text, False)
 
 
 def classify_connection_error(detail: str) -> ModelFailure:

@@ -1,4 +1,4 @@
-"""The model client: one Messages API call through the `anthropic` SDK, keeping the answer's raw bytes."""
+"""The model client: one streamed Messages API call through the `anthropic` SDK, assembled block by block."""
 
 from __future__ import annotations
 
@@ -7,25 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpx
 import msgspec
 
 from contracts.events import Usage
 from services.common.clock import now
-from services.runner.failures import ModelFailure, classify_connection_error, classify_status
+from services.runner.failures import classify_connection_error, classify_status
+from services.runner.streaming import SseParser, StreamAssembler
 
 __all__ = ["ModelClient", "ModelReply"]
 
 
-class _Envelope(msgspec.Struct):
-    content: msgspec.Raw
-    stop_reason: str | None = None
-    model: str = ""
-    usage: dict[str, Any] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class ModelReply:
-    """The model's answer: the raw `content` bytes as received, decoded blocks and accounting."""
+    """The model's response: the encoded `content` array, its decoded blocks and token usage."""
 
     raw_content: bytes
     content: list[dict[str, Any]]
@@ -33,10 +28,16 @@ class ModelReply:
     model: str
     usage: Usage
     elapsed_ms: float
+    truncated_tool_input: bool = False
+    """True when `max_tokens` cut a tool_use input mid-JSON; such a tool call must never run."""
 
 
 class ModelClient:
-    """Calls the Messages API with the SDK's own retries off, so the runner decides every retry."""
+    """Calls the Messages API with the SDK's own retries off, so the runner decides every retry.
+
+    Every call streams (`stream=true`): long answers keep the connection busy instead of idle, and an
+    overload that the API reports inside a 200 stream is detected like a 529.
+    """
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
         self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
@@ -54,38 +55,43 @@ class ModelClient:
         tools: list[dict[str, Any]],
         messages: list[dict[str, Any]],
     ) -> ModelReply:
-        """Send one request; raise ModelFailure, classified, on any error answer or connection failure."""
+        """Send one streamed request; raise ModelFailure, classified, on any error answer or broken stream."""
         started = time.perf_counter()
+        assembler = StreamAssembler()
+        parser = SseParser()
         try:
-            response = await self._client.messages.with_raw_response.create(
+            async with self._client.messages.with_streaming_response.create(
                 model=model,
                 max_tokens=max_tokens,
                 system=system,
                 tools=tools,  # type: ignore[arg-type]
                 messages=messages,  # type: ignore[arg-type]
-            )
-            body = await response.read()
+                stream=True,
+            ) as response:
+                async for line in response.iter_lines():
+                    event = parser.feed(line)
+                    if event is not None:
+                        assembler.feed(*event)
+                tail = parser.feed("")
+                if tail is not None:
+                    assembler.feed(*tail)
         except anthropic.APIStatusError as exc:
             headers = dict(exc.response.headers.items())
             raise classify_status(exc.status_code, headers, _error_message(exc), now()) from exc
-        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as exc:
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError, httpx.HTTPError) as exc:
             raise classify_connection_error(str(exc) or type(exc).__name__) from exc
 
+        message = assembler.result()
         elapsed_ms = (time.perf_counter() - started) * 1000
-        try:
-            envelope = msgspec.json.decode(body, type=_Envelope)
-            blocks = msgspec.json.decode(envelope.content)
-        except msgspec.DecodeError as exc:
-            raise ModelFailure("upstream_error", f"unreadable model answer: {exc}", True) from exc
-        if not isinstance(blocks, list):
-            raise ModelFailure("upstream_error", "model answer content is not a list of blocks", True)
+        blocks = msgspec.json.decode(message.raw_content)
         return ModelReply(
-            raw_content=bytes(envelope.content),
+            raw_content=message.raw_content,
             content=blocks,
-            stop_reason=envelope.stop_reason or "end_turn",
-            model=envelope.model,
-            usage=_usage(envelope.usage),
+            stop_reason=message.stop_reason,
+            model=message.model,
+            usage=_usage(message.usage),
             elapsed_ms=elapsed_ms,
+            truncated_tool_input=message.truncated_tool_input,
         )
 
 

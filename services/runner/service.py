@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import msgspec
 from nats.aio.msg import Msg
@@ -31,6 +33,10 @@ __all__ = ["RunnerService"]
 
 log = logging.getLogger(__name__)
 
+_MAX_FILE_BYTES = 256 * 1024
+"""Largest file a tool may write, in bytes. The runner lowers it to a quarter of the server's max
+payload, because the content travels twice in one turn's event: in the tool input and in the change."""
+
 
 class RunnerService:
     """Consumes `turnlog.events.*.requested` with a durable pull consumer shared by every runner process."""
@@ -43,6 +49,8 @@ class RunnerService:
         self._slots = asyncio.Semaphore(settings.runner_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._job_loop: JobLoop | None = None
+        self._max_file_bytes = _MAX_FILE_BYTES
 
     async def run(self) -> None:
         """Pull and run jobs until `stop` is called."""
@@ -51,6 +59,8 @@ class RunnerService:
         subscription = await js.pull_subscribe_bind(topology.RUNNER_CONSUMER, topology.EVENTS_STREAM)
         max_payload = int(self._store.nc.max_payload)
         job_loop = JobLoop(store=self._store, model=self._model, settings=self._settings, max_payload=max_payload)
+        self._job_loop = job_loop
+        self._max_file_bytes = min(_MAX_FILE_BYTES, max_payload // 4)
         log.info("runner %s started: %d concurrent jobs", self.runner_id, self._settings.runner_concurrency)
 
         while not self._stopping.is_set():
@@ -65,19 +75,62 @@ class RunnerService:
                 log.exception("fetching work failed; retrying in 1s")
                 await asyncio.sleep(1.0)
                 continue
+            if self._stopping.is_set():
+                # Fetched while stopping: hand the work back untouched so another runner takes it now.
+                for message in messages:
+                    with contextlib.suppress(Exception):
+                        await message.nak()
+                self._slots.release()
+                break
             for message in messages:
                 task = asyncio.create_task(self._handle(message, job_loop))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Stop fetching and wait for running jobs to reach their next commit point."""
+        """Stop fetching and hand every running job back to the queue for another runner.
+
+        A job waiting on the model is handed back at once. A job running tools or appending is
+        handed back right after its turn is recorded. Jobs still busy after `shutdown_grace`
+        seconds are cancelled and handed back without their current turn.
+        """
         self._stopping.set()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._job_loop is not None:
+            self._job_loop.request_stop()
+        running = list(self._tasks)
+        if running:
+            log.info("runner %s stopping: handing back %d running jobs", self.runner_id, len(running))
+            _, late = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def run_once(self, job_id: str) -> str:
+        """Run one job outside the queue, without heartbeats; return how it ended (`lost` if another runner won)."""
+        if self._job_loop is None:
+            max_payload = int(self._store.nc.max_payload)
+            self._job_loop = JobLoop(
+                store=self._store, model=self._model, settings=self._settings, max_payload=max_payload
+            )
+            self._max_file_bytes = min(_MAX_FILE_BYTES, max_payload // 4)
+        return await self._run_job(job_id, self._job_loop)
+
+    def workspace_path(self, job_id: str) -> Path:
+        """Return this runner's checkout of a job.
+
+        Each runner has its own, so a stale runner that has not yet noticed a takeover cannot
+        change the files of the runner that took the job over.
+        """
+        return self._settings.resolved_workspaces_dir() / job_id / self.runner_id
+
+    def _remove_other_workspaces(self, job_id: str) -> None:
+        # Checkouts of earlier attempts are never reused: a workspace is always rebuilt from events.
+        parent = self._settings.resolved_workspaces_dir() / job_id
+        for path in parent.iterdir():
+            if path.name != self.runner_id and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
 
     async def _ensure_consumer(self) -> None:
         # An existing durable keeps its old settings when bound, so declare it explicitly every start.
@@ -102,6 +155,11 @@ class RunnerService:
                 return
             if outcome == "retry":
                 await message.nak(delay=self._settings.lease_seconds)
+                return
+            if outcome == "handed_back":
+                # No delay: the history is consistent after the last append, so another runner may go on now.
+                log.info("job %s: handed back to the queue", job_id)
+                await message.nak()
                 return
             await message.ack()
         except asyncio.CancelledError:
@@ -134,15 +192,23 @@ class RunnerService:
             )
             return "done"
 
-        lineage = await load_lineage(self._store, job_id)
+        try:
+            lineage = await load_lineage(self._store, job_id)
+        except HistoryError as exc:
+            # A resume chain whose earlier history was deleted or is unreadable will never load: give up.
+            return await self._fail_setup(
+                job_id, history.last_sequence, history.checkpoint.turns, str(exc), kind="history_unreadable"
+            )
         attempt = len(history.starts()) + 1
         try:
             source = repository_path(self._settings.resolved_repos_dir(), lineage.repository)
             workspace, base_commit = await prepare_checkout(
                 source,
-                self._settings.resolved_workspaces_dir() / job_id,
+                self.workspace_path(job_id),
                 lineage.base_commit,
                 lineage.changes(),
+                max_output_bytes=self._settings.tool_output_bytes,
+                max_file_bytes=self._max_file_bytes,
             )
         except CheckoutError as exc:
             return await self._fail_setup(job_id, history.last_sequence, lineage.last_turn, str(exc))
@@ -156,14 +222,15 @@ class RunnerService:
             log.info("job %s: another runner started it first", job_id)
             return "lost"
         log.info("job %s: started (attempt %d) at turn %d", job_id, attempt, lineage.last_turn)
+        await asyncio.to_thread(self._remove_other_workspaces, job_id)
         context = LoopContext(job_id=job_id, lineage=lineage, workspace=workspace, expected_last=expected)
         return await job_loop.run(context)
 
-    async def _fail_setup(self, job_id: str, expected: int, turns: int, detail: str) -> str:
-        log.error("job %s: cannot prepare its workspace: %s", job_id, detail)
-        failed = JobFailed(
-            job_id=job_id, at=now_iso(), kind="workspace_error", message=detail, retryable=False, turns=turns
-        )
+    async def _fail_setup(
+        self, job_id: str, expected: int, turns: int, detail: str, *, kind: str = "workspace_error"
+    ) -> str:
+        log.error("job %s: cannot start (%s): %s", job_id, kind, detail)
+        failed = JobFailed(job_id=job_id, at=now_iso(), kind=kind, message=detail, retryable=False, turns=turns)
         try:
             await self._store.append(failed, expected_last=expected)
         except AppendConflictError:

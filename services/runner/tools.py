@@ -178,7 +178,9 @@ class Workspace:
         self._root = Path(os.path.realpath(root))
         self._max_output_bytes = max_output_bytes
         self._max_file_bytes = max_file_bytes
+        self._max_change_bytes: int | None = None
         self._touched: set[str] = set()
+        self._change_sizes: dict[str, int] = {}
         self._handlers: dict[str, Callable[[object], ToolOutcome]] = {
             "list_files": self._list_files,
             "read_file": self._read_file,
@@ -212,6 +214,13 @@ class Workspace:
             outcome = ToolOutcome(content=f"{name} failed: {reason}; try another path", is_error=True)
         return outcome
 
+    def limit_changes(self, max_bytes: int | None) -> None:
+        """Cap the JSON size of the changes recorded until the next `take_changes`; None removes the cap.
+
+        The runner sets it per turn to the room its event has left, so that a turn's changes always fit.
+        """
+        self._max_change_bytes = max_bytes
+
     def take_changes(self) -> list[FileChange]:
         """Return each file written or edited since the last call with its current text, and forget them.
 
@@ -224,6 +233,7 @@ class Workspace:
             content = file.read_bytes().decode() if file.is_file() else None
             changes.append(FileChange(path=path, content=content))
         self._touched.clear()
+        self._change_sizes.clear()
         return changes
 
     def apply_changes(self, changes: Iterable[FileChange]) -> None:
@@ -343,6 +353,7 @@ class Workspace:
 
         new_text = text[:index] + args.new_string + text[index + len(args.old_string) :]
         self._check_file_size(relative, new_text)
+        self._check_change_room(relative, new_text)
         self._store(relative, file, new_text)
         line = text.count("\n", 0, index) + 1
         return ToolOutcome(content=f"Edited {relative}: replaced the text at line {line}.")
@@ -353,6 +364,7 @@ class Workspace:
         if file.is_dir():
             raise ToolFailedError(f"{args.path!r} is a directory; write_file needs a file path")
         self._check_file_size(relative, args.content)
+        self._check_change_room(relative, args.content)
 
         existed = file.exists()
         try:
@@ -375,12 +387,30 @@ class Workspace:
                 f"{self._max_file_bytes} bytes per file; split it into smaller files"
             )
 
+    def _check_change_room(self, relative: str, content: str) -> None:
+        # The sizes are measured as JSON, the form the change takes inside the turn's event.
+        if self._max_change_bytes is None:
+            return
+        size = _change_size(relative, content)
+        others = sum(used for path, used in self._change_sizes.items() if path != relative)
+        if others + size > self._max_change_bytes:
+            room = max(self._max_change_bytes - others, 0)
+            raise ToolFailedError(
+                f"the new content of {relative!r} takes {size} bytes, but this turn has room for only {room} "
+                "more bytes of file changes; write it in smaller pieces over several turns"
+            )
+
     def _store(self, relative: str, file: Path, content: str) -> None:
         file.write_bytes(content.encode())
         self._touched.add(relative)
+        self._change_sizes[relative] = _change_size(relative, content)
 
     def _finish(self, tool_input: object) -> ToolOutcome:
         args = _decode_input("finish", tool_input, _FinishInput)
         if not args.summary.strip():
             raise ToolFailedError("summary is empty; say what was done, or why the task could not be done")
         return ToolOutcome(content="Finished.", finished=True, summary=args.summary)
+
+
+def _change_size(path: str, content: str) -> int:
+    return len(msgspec.json.encode(FileChange(path=path, content=content)))

@@ -22,6 +22,8 @@ from services.simulator.protocol import (
     new_request_id,
     rate_limit_headers,
     stream_message,
+    truncated_message,
+    truncated_stream,
 )
 from services.simulator.request_log import RequestLog
 from services.simulator.script import next_step
@@ -91,7 +93,10 @@ class _Simulator:
         turn = turn_number(body["messages"])
         streaming = body.get("stream") is True
         fault = self.faults.take(turn)
-        if fault is not None and not (fault.kind == "overloaded-stream" and streaming):
+        in_answer_fault = fault is not None and (
+            fault.kind == "max-tokens" or (fault.kind == "overloaded-stream" and streaming)
+        )
+        if fault is not None and not in_answer_fault:
             return self._fault(fault, turn, request_id, now)
 
         try:
@@ -104,10 +109,15 @@ class _Simulator:
 
         tokens_used = message["usage"]["input_tokens"] + message["usage"]["output_tokens"]
         headers = rate_limit_headers(request_id=request_id, now=now, tokens_used=tokens_used)
+        truncated = fault is not None and fault.kind == "max-tokens"
+        if truncated:
+            logger.info("injecting fault max_tokens@%d into request %s", turn, request_id)
         if not streaming:
-            return _json_response(message, 200, headers)
+            return _json_response(truncated_message(message) if truncated else message, 200, headers)
 
-        if fault is not None:
+        if truncated:
+            events = truncated_stream(message)
+        elif fault is not None:
             logger.info("injecting fault overloaded-stream@%d into request %s", turn, request_id)
             events = interrupted_stream(message, request_id)
         else:

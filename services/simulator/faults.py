@@ -10,15 +10,17 @@ from typing import Literal
 
 __all__ = ["FaultInjector", "FaultSpec", "FaultSpecError", "parse_fault_specs"]
 
-FaultKind = Literal["status", "overloaded-stream"]
+FaultKind = Literal["status", "overloaded-stream", "max-tokens"]
 
 EXPECTED_FORM = (
-    "STATUS@TURN, STATUS:RETRY_AFTER_SECONDS@TURN or overloaded-stream@TURN "
-    "(for example 429@6, 429:1@6, overloaded-stream@3), with STATUS between 400 and 599 and TURN >= 1"
+    "STATUS@TURN, STATUS:RETRY_AFTER_SECONDS@TURN, overloaded-stream@TURN or max_tokens@TURN "
+    "(for example 429@6, 429:1@6, overloaded-stream@3, max_tokens@4), with STATUS between 400 and 599 "
+    "and TURN >= 1"
 )
 
 _STATUS_ENTRY = re.compile(r"^(?P<status>\d{3})(?::(?P<retry_after>\d+))?@(?P<turn>\d+)$")
 _STREAM_ENTRY = re.compile(r"^overloaded-stream@(?P<turn>\d+)$")
+_MAX_TOKENS_ENTRY = re.compile(r"^max_tokens@(?P<turn>\d+)$")
 
 
 class FaultSpecError(ValueError):
@@ -55,6 +57,12 @@ def _parse_entry(entry: str) -> FaultSpec:
     if stream_match is not None:
         turn = _parse_turn(entry, stream_match.group("turn"))
         return FaultSpec(turn=turn, kind="overloaded-stream", status=529)
+
+    max_tokens_match = _MAX_TOKENS_ENTRY.match(entry)
+    if max_tokens_match is not None:
+        # Not an HTTP error: the answer is a 200 whose tool call is cut off at max_tokens.
+        turn = _parse_turn(entry, max_tokens_match.group("turn"))
+        return FaultSpec(turn=turn, kind="max-tokens", status=200)
 
     status_match = _STATUS_ENTRY.match(entry)
     if status_match is None:

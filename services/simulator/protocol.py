@@ -29,6 +29,8 @@ __all__ = [
     "new_request_id",
     "rate_limit_headers",
     "stream_message",
+    "truncated_message",
+    "truncated_stream",
 ]
 
 # Limits reported in the `anthropic-ratelimit-*` headers. The simulator enforces none of them.
@@ -194,6 +196,47 @@ def stream_message(message: Mapping[str, Any]) -> list[bytes]:
     delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
     usage = {"output_tokens": message["usage"]["output_tokens"]}
     events.append(encode_sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
+    events.append(encode_sse("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def truncated_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `message` as if `max_tokens` stopped it inside its last block.
+
+    A tool_use input cut mid-JSON cannot be parsed, so the non-streaming answer carries `{}` as that
+    input; `truncated_stream` sends the cut JSON itself.
+    """
+    content = [dict(block) for block in message["content"]]
+    last = content[-1]
+    if last["type"] == "tool_use":
+        last["input"] = {}
+    else:
+        last["text"] = last["text"][: max(1, len(last["text"]) // 2)]
+    return {**message, "content": content, "stop_reason": "max_tokens"}
+
+
+def truncated_stream(message: Mapping[str, Any]) -> list[bytes]:
+    """Return the stream of `message` cut by `max_tokens` halfway through its last block."""
+    content: Sequence[Mapping[str, Any]] = message["content"]
+    events = [_message_start(message), _ping()]
+    for index, block in enumerate(content[:-1]):
+        events.extend(_block_events(index, block))
+
+    index, last = len(content) - 1, content[-1]
+    delta_type = "content_block_delta"
+    if last["type"] == "tool_use":
+        events.append(_block_start(index, {**last, "input": {}}))
+        serialized = json.dumps(last["input"], ensure_ascii=False, separators=(",", ":"))
+        delta: dict[str, Any] = {"type": "input_json_delta", "partial_json": serialized[: len(serialized) // 2]}
+    else:
+        events.append(_block_start(index, {"type": "text", "text": ""}))
+        delta = {"type": "text_delta", "text": last["text"][: max(1, len(last["text"]) // 2)]}
+    events.append(encode_sse(delta_type, {"type": delta_type, "index": index, "delta": delta}))
+    events.append(encode_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+
+    stop = {"stop_reason": "max_tokens", "stop_sequence": None}
+    usage = {"output_tokens": message["usage"]["output_tokens"]}
+    events.append(encode_sse("message_delta", {"type": "message_delta", "delta": stop, "usage": usage}))
     events.append(encode_sse("message_stop", {"type": "message_stop"}))
     return events
 

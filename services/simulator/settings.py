@@ -20,8 +20,9 @@ class SimulatorSettings(BaseSettings):
         description=(
             "Comma-separated planned failures, env TURNLOG_SIM_FAULTS, default empty (no faults). "
             "`STATUS@TURN` fails the first request for TURN with that HTTP status, `STATUS:SECONDS@TURN` "
-            "also sets `retry-after` in seconds, and `overloaded-stream@TURN` breaks a streamed answer "
-            "with an `overloaded_error` event."
+            "also sets `retry-after` in seconds, `overloaded-stream@TURN` breaks a streamed answer "
+            "with an `overloaded_error` event, and `max_tokens@TURN` answers with its last block cut off "
+            "at max_tokens."
         ),
     )
     latency_ms: float = Field(

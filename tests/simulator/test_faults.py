@@ -20,8 +20,9 @@ TOOLS: list[anthropic.types.ToolParam] = [
     for name in ("list_files", "read_file", "search_code", "edit_file", "write_file", "finish")
 ]
 EXPECTED_FORM = (
-    "Expected STATUS@TURN, STATUS:RETRY_AFTER_SECONDS@TURN or overloaded-stream@TURN "
-    "(for example 429@6, 429:1@6, overloaded-stream@3), with STATUS between 400 and 599 and TURN >= 1."
+    "Expected STATUS@TURN, STATUS:RETRY_AFTER_SECONDS@TURN, overloaded-stream@TURN or max_tokens@TURN "
+    "(for example 429@6, 429:1@6, overloaded-stream@3, max_tokens@4), with STATUS between 400 and 599 "
+    "and TURN >= 1."
 )
 
 
@@ -281,3 +282,19 @@ async def test_fault_state_is_per_app() -> None:
             statuses.append((await http.post(f"{url}/v1/messages", json=body)).status_code)
 
     assert statuses == [500, 500]
+
+
+async def test_max_tokens_fault_cuts_tool_call() -> None:
+    settings = SimulatorSettings(faults="max_tokens@1")
+    async with serve_simulator(settings) as url:
+        client = anthropic.AsyncAnthropic(api_key="test", base_url=url, max_retries=0)
+        messages = conversation_for_turn(1)
+        cut = await client.messages.create(model=MODEL, max_tokens=64, tools=TOOLS, messages=messages)
+        whole = await client.messages.create(model=MODEL, max_tokens=64, tools=TOOLS, messages=messages)
+        await client.close()
+
+    assert cut.stop_reason == "max_tokens"
+    assert cut.content[-1].type == "tool_use"
+    assert cut.content[-1].input == {}
+    assert whole.stop_reason == "tool_use"
+    assert whole.content[-1].input == {"path": "."}
