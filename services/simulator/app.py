@@ -178,4 +178,6 @@ def create_app(settings: SimulatorSettings) -> Litestar:
         route_handlers=[create_message, list_requests, clear_requests],
         exception_handlers={HTTPException: _http_exception_handler},
         openapi_config=None,
+        # The hosting process owns logging; Litestar's default config would replace its format.
+        logging_config=None,
     )
