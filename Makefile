@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test lint typecheck unit bench clean
+.PHONY: help install demo run test cluster-test lint typecheck unit bench clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,9 +34,12 @@ lint: install ## Run ruff and the strict type checker
 test: lint ## Run lint, type checks and the whole test suite against real nats-server processes
 	$(BIN)/pytest -q
 
-bench: install ## Run the benchmarks and print their tables
+cluster-test: install ## Run tests/cluster: a 3-node NATS cluster, leader kill, restarts, runner hand-over, manifests
+	$(BIN)/pytest -q tests/cluster
+
+bench: install ## Run the benchmarks and print their tables (ARGS=--quick for a 2-minute run)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	$(BIN)/python -m services.bench
+	$(BIN)/python -m services.bench $(ARGS)
 
 clean: ## Remove the virtual environment, caches and the default data dir
 	rm -rf $(VENV) .turnlog .pytest_cache .mypy_cache .ruff_cache *.egg-info
