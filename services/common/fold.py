@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 from contracts.checkpoint import Checkpoint, Failure, UsageTotals
 from contracts.events import (
+    AutoResumeDecided,
+    CallbackDelivered,
+    CallbackFailed,
     CheckpointDeleted,
     Event,
     JobCancelled,
@@ -19,7 +24,7 @@ from contracts.events import (
     Usage,
 )
 
-__all__ = ["evolve", "fold", "static_resume_decision"]
+__all__ = ["evolve", "fold", "mark_history_error", "retry_allowed", "static_resume_decision"]
 
 # US dollars per million tokens (Claude Sonnet list prices); an estimate, not a bill.
 _PRICE_INPUT = 3.0
@@ -49,6 +54,10 @@ def evolve(state: Checkpoint | None, event: Event, sequence: int) -> Checkpoint 
     if state is None:
         # A history that does not start with its request is not a job this fold can describe.
         return None
+    if isinstance(event, CallbackDelivered | CallbackFailed | AutoResumeDecided):
+        # Notes about a job that changed nothing in it: lastUpdated keeps dating the job's own last step,
+        # so retention and the "older than 1 h" statistic are not reset by a callback or a decision.
+        return _with(state, {"last_sequence": sequence})
 
     changes: dict[str, object] = {"last_updated": event.at, "last_sequence": sequence}
     if isinstance(event, JobStarted):
@@ -82,10 +91,30 @@ def evolve(state: Checkpoint | None, event: Event, sequence: int) -> Checkpoint 
     return _with(next_state, {"can_resume": allowed, "can_resume_reason": reason})
 
 
-def static_resume_decision(state: Checkpoint) -> tuple[bool, str]:
-    """Decide from the events alone whether the job can be resumed, with a reason a user can act on.
+def mark_history_error(state: Checkpoint | None, detail: str, sequence: int) -> Checkpoint | None:
+    """Record that the job's event at `sequence` cannot be decoded, so the checkpoint says why it cannot resume.
 
-    The API refines this with what events cannot know: an expired runner lease and the current time.
+    The first unreadable event wins: later ones do not overwrite `history_error`. Like `evolve`, a
+    sequence at or below the last applied one changes nothing, and a job without a checkpoint stays
+    without one.
+    """
+    if state is None or sequence <= state.last_sequence:
+        return state
+    marked = _with(state, {"last_sequence": sequence, "history_error": state.history_error or detail})
+    allowed, reason = static_resume_decision(marked)
+    return _with(marked, {"can_resume": allowed, "can_resume_reason": reason})
+
+
+def static_resume_decision(state: Checkpoint) -> tuple[bool, str]:
+    """Decide from the events alone whether a user may resume the job, with a reason they can act on.
+
+    The API refines this with what events cannot know: an expired runner lease makes a running job
+    `unknown` and resumable.
+
+    A rate-limited job (a retryable failure with `retry_not_before`) stays resumable before that
+    time, with a reason that warns it may hit the limit again. A user who resumes by hand decides
+    the risk is worth it, and the limit may have been lifted early. The automatic "not before" rule
+    lives in `retry_allowed`, which services that resume jobs without a user must call.
     """
     status = state.job_status
     if status == "completed":
@@ -99,12 +128,55 @@ def static_resume_decision(state: Checkpoint) -> tuple[bool, str]:
         )
     if status in ("queued", "running"):
         return False, f"job {state.job_id} is {status}; cancel it or wait until it stops"
+    if state.history_error is not None:
+        return (
+            False,
+            f"job {state.job_id} has an unreadable history ({state.history_error}); "
+            "it cannot be rebuilt, so start a new job",
+        )
     if state.turns >= state.max_turns:
         return (
             False,
             f"job {state.job_id} used all {state.max_turns} turns; start a new job with a higher maxTurns",
         )
+    failure = state.failure
+    if failure is not None and failure.retryable and failure.retry_not_before is not None:
+        return (
+            True,
+            f"job {state.job_id} failed at turn {state.turns + 1} of {state.max_turns}: "
+            f"{failure.kind.replace('_', ' ')} until {failure.retry_not_before}; "
+            "resuming now may hit the limit again",
+        )
     return True, f"job {state.job_id} failed at turn {state.turns + 1} of {state.max_turns} and can continue"
+
+
+def retry_allowed(state: Checkpoint, moment: datetime) -> tuple[bool, str]:
+    """Decide whether a service may resume the failed job on its own at `moment` (timezone-aware).
+
+    Stricter than `static_resume_decision`, which is what a user sees: the job must have failed
+    with a retryable error, and a `retry_not_before` time must have passed.
+    """
+    allowed, reason = static_resume_decision(state)
+    if not allowed:
+        return False, reason
+    failure = state.failure
+    if state.job_status != "failed" or failure is None:
+        return False, f"job {state.job_id} is {state.job_status}, not failed; only failed jobs are retried"
+    if not failure.retryable:
+        return (
+            False,
+            f"job {state.job_id} failed with {failure.kind}, which a retry does not fix; "
+            "resume it by hand after fixing the cause",
+        )
+    if failure.retry_not_before is not None:
+        not_before = datetime.fromisoformat(failure.retry_not_before.replace("Z", "+00:00"))
+        if moment < not_before:
+            return (
+                False,
+                f"job {state.job_id} is {failure.kind.replace('_', ' ')} until {failure.retry_not_before}; "
+                "retry after that time",
+            )
+    return True, f"job {state.job_id} failed with {failure.kind} at turn {state.turns + 1} and may be retried now"
 
 
 def _requested(event: JobRequested, sequence: int) -> Checkpoint:

@@ -1,123 +1,185 @@
-"""The projector service: a durable consumer over all events that keeps checkpoints exact and idempotent."""
+"""The projector service: a durable consumer over all events that keeps checkpoints exact and idempotent.
+
+Ordering: the fold skips any event at or below a checkpoint's last applied sequence, so each
+consumer must apply a job's events in stream order. The consumer allows only one fetched batch
+unacknowledged (`max_ack_pending` equals the batch size) and the batch is acknowledged only after
+every event in it is applied. Two processes bound to the same durable therefore take turns batch
+by batch and never apply a job's events out of order. Projectors with different durable names
+each see every event in order, and revision-checked writes keep their updates from overwriting
+each other.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import FetchTimeoutError
 from nats.js.kv import KeyValue
 
 from contracts import topology
-from contracts.checkpoint import Checkpoint
-from contracts.codec import EventDecodeError, decode_event
-from contracts.events import Event
-from services.common.fold import evolve
 from services.common.store import EventStore
+from services.projector.generations import Generation, active_generation, open_bucket
+from services.projector.projection import OutOfOrderError, apply_event, apply_history_error, project_message
 
-__all__ = ["ProjectorService", "apply_event"]
+__all__ = ["ProjectorService", "apply_event", "apply_history_error", "projector_consumer_config"]
 
 log = logging.getLogger(__name__)
 
-_BATCH = 256
+BATCH = 256
+_RETRY_FIRST_SECONDS = 0.5
+_RETRY_MAX_SECONDS = 5.0
+_OUT_OF_ORDER_DELAY_SECONDS = 0.1
+
+
+def projector_consumer_config(name: str) -> ConsumerConfig:
+    """Describe a projector's durable consumer: every event from sequence 1, acknowledged per batch."""
+    return ConsumerConfig(
+        durable_name=name,
+        filter_subject=topology.EVENTS_SUBJECTS,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=BATCH,
+    )
+
+
+class _Abandoned(Exception):
+    """The current batch is given back: the service is stopping or the active generation changed."""
 
 
 class ProjectorService:
-    """Applies events in stream order; tracks the last applied sequence per job so replays change nothing."""
+    """Applies events in stream order into the active generation's bucket, following rebuild switches.
 
-    def __init__(self, *, store: EventStore, consumer: str = topology.PROJECTOR_CONSUMER) -> None:
+    With `consumer` given, the service is pinned to that durable consumer and to `bucket` (default
+    generation 0's bucket) and ignores the generation pointer: tests and side projections use this.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        consumer: str | None = None,
+        bucket: str | None = None,
+        replicas: int = 1,
+    ) -> None:
         self._store = store
-        self._consumer = consumer
+        self._pinned = (
+            Generation(generation=-1, bucket=bucket or topology.CHECKPOINT_BUCKET, consumer=consumer)
+            if consumer is not None
+            else None
+        )
+        self._replicas = replicas
         self._stopping = asyncio.Event()
+        self._target: Generation | None = None
+
+    @property
+    def generation(self) -> Generation | None:
+        """Return the generation the service currently writes, None before it started."""
+        return self._target
 
     async def run(self) -> None:
-        """Consume until `stop` is called."""
-        js = self._store.js
-        config = ConsumerConfig(
-            durable_name=self._consumer,
-            filter_subject=topology.EVENTS_SUBJECTS,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=30.0,
-            max_deliver=-1,
-        )
-        await js.add_consumer(topology.EVENTS_STREAM, config=config)
-        subscription = await js.pull_subscribe_bind(self._consumer, topology.EVENTS_STREAM)
-        checkpoints = await js.key_value(topology.CHECKPOINT_BUCKET)
-        log.info("projector started on consumer %s", self._consumer)
-
+        """Consume until `stop` is called, switching generation whenever a rebuild moves the pointer."""
         while not self._stopping.is_set():
             try:
-                messages = await subscription.fetch(_BATCH, timeout=1.0)
-            except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
-                continue
+                target = self._pinned or (await active_generation(self._store.js))[0]
             except Exception:
-                log.exception("fetching events failed; retrying in 1s")
-                await asyncio.sleep(1.0)
+                log.exception("reading the active projection generation failed; retrying in 1s")
+                await self._pause(1.0)
                 continue
-            for message in messages:
-                await self._project(checkpoints, message)
+            self._target = target
+            try:
+                await self._consume(target)
+            except Exception:
+                log.exception("projector on consumer %s failed; restarting in 1s", target.consumer)
+                await self._pause(1.0)
 
     def stop(self) -> None:
         """Ask the consume loop to end after its current batch."""
         self._stopping.set()
 
-    async def _project(self, checkpoints: KeyValue, message: Msg) -> None:
-        sequence = message.metadata.sequence.stream
+    async def _consume(self, target: Generation) -> None:
+        js = self._store.js
+        await js.add_consumer(topology.EVENTS_STREAM, config=projector_consumer_config(target.consumer))
+        subscription = await js.pull_subscribe_bind(target.consumer, topology.EVENTS_STREAM)
+        checkpoints = await open_bucket(js, target.bucket, replicas=self._replicas)
+        log.info("projector started on consumer %s into bucket %s", target.consumer, target.bucket)
         try:
-            event = decode_event(message.data, sequence=sequence)
-        except EventDecodeError as exc:
-            # Give up on this event (it will not decode on a retry either) but keep it visible.
-            log.error("event %d on %s cannot be decoded; dead-lettered: %s", sequence, message.subject, exc)
-            await self._store.nc.publish(
-                topology.DEAD_LETTER_SUBJECT,
-                message.data,
-                headers={
-                    "Turnlog-Subject": message.subject,
-                    "Turnlog-Sequence": str(sequence),
-                    "Turnlog-Error": str(exc)[:500],
-                },
-            )
-            await message.ack()
-            return
-        try:
-            await apply_event(checkpoints, event, sequence)
-        except Exception:
-            # Retry later: the event is fine, the KV write failed (a restarting server, a timeout).
-            log.exception("event %d of job %s not projected; retrying in 1s", sequence, event.job_id)
-            await message.nak(delay=1.0)
-            return
-        await message.ack()
+            while not self._stopping.is_set() and not await self._switched(target):
+                try:
+                    messages = await subscription.fetch(BATCH, timeout=1.0)
+                except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                    continue
+                try:
+                    await self._project_batch(checkpoints, messages, target)
+                except _Abandoned:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            log.info("projector stopped on consumer %s", target.consumer)
 
-
-async def apply_event(checkpoints: KeyValue, event: Event, sequence: int) -> None:
-    """Fold one event into its job's checkpoint with revision-checked writes, re-reading on conflict."""
-    key = event.job_id
-    while True:
-        try:
-            entry = await checkpoints.get(key)
-            revision: int | None = entry.revision
-            current: Checkpoint | None = msgspec.json.decode(entry.value or b"", type=Checkpoint)
-        except KeyNotFoundError:
-            revision, current = None, None
-
-        updated = evolve(current, event, sequence)
-        if updated is current:
-            return
-        try:
-            if updated is None:
-                if revision is not None:
-                    await checkpoints.delete(key, last=revision)
-                return
-            payload = msgspec.json.encode(updated)
-            if revision is None:
-                await checkpoints.create(key, payload)
+    async def _project_batch(self, checkpoints: KeyValue, messages: list[Msg], target: Generation) -> None:
+        deferred: list[Msg] = []
+        for index, message in enumerate(messages):
+            try:
+                await self._with_retry(checkpoints, message, messages, target)
+            except OutOfOrderError as exc:
+                # Retry later: the job's earlier event is still on its way (a redelivery overtaken by newer events).
+                log.info("%s", exc)
+                deferred.append(message)
+            except _Abandoned:
+                # Applied events are acknowledged; the rest are redelivered, in order, to the next puller.
+                for done in messages[:index]:
+                    await done.ack()
+                for pending in messages[index:]:
+                    with contextlib.suppress(Exception):
+                        await pending.nak()
+                raise
+        for message in messages:
+            if message in deferred:
+                await message.nak(delay=_OUT_OF_ORDER_DELAY_SECONDS)
             else:
-                await checkpoints.update(key, payload, last=revision)
-            return
-        except KeyWrongLastSequenceError:
-            continue
+                await message.ack()
+
+    async def _with_retry(self, checkpoints: KeyValue, message: Msg, batch: list[Msg], target: Generation) -> None:
+        # Retry in place rather than nak: later events of the same job must wait for this one.
+        delay = _RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await project_message(checkpoints, message, dead_letters=self._store.nc)
+                return
+            except OutOfOrderError:
+                raise
+            except Exception:
+                sequence = message.metadata.sequence.stream
+                log.exception("event %d on %s not projected; retrying in %.1fs", sequence, message.subject, delay)
+            if self._stopping.is_set() or await self._switched(target):
+                raise _Abandoned
+            for held in batch:
+                with contextlib.suppress(Exception):
+                    await held.in_progress()
+            await self._pause(delay)
+            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+
+    async def _switched(self, target: Generation) -> bool:
+        if self._pinned is not None:
+            return False
+        try:
+            active, _ = await active_generation(self._store.js)
+        except Exception:
+            log.warning("reading the projection pointer failed; staying on consumer %s", target.consumer)
+            return False
+        if active.generation != target.generation:
+            log.info("projection switched from generation %d to %d", target.generation, active.generation)
+            return True
+        return False
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
