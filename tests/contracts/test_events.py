@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 from contracts import topology
 from contracts.codec import EventDecodeError, decode_event, encode_event, event_tag
 from contracts.events import (
+    AutoResumeDecided,
+    CallbackDelivered,
+    CallbackFailed,
     CheckpointDeleted,
     Event,
     FileChange,
@@ -78,6 +81,13 @@ SAMPLES: list[Event] = [
     JobCancelled(job_id="abc123", at=AT, turns=2),
     JobResumed(job_id="abc123", at=AT, new_job_id="def456", from_turn=5),
     CheckpointDeleted(job_id="abc123", at=AT, reason="api"),
+    CallbackDelivered(job_id="abc123", at=AT, url="https://example.com/hook", delivery_id="d1", attempts=3, status=200),
+    CallbackFailed(
+        job_id="abc123", at=AT, url="https://example.com/hook", delivery_id="d1", attempts=1, last_error="404"
+    ),
+    AutoResumeDecided(
+        job_id="abc123", at=AT, decision="resumed", reason="retryable", code="resumed", new_job_id="def456"
+    ),
 ]
 
 
