@@ -31,8 +31,8 @@ lint: install ## Run ruff and the strict type checker
 	$(BIN)/ruff format --check contracts services tests
 	$(BIN)/mypy
 
-test: lint ## Run lint, type checks and the whole test suite against real nats-server processes
-	$(BIN)/pytest -q
+test: lint ## Run lint, type checks and the test suite (all but tests/cluster) against real nats-server processes
+	$(BIN)/pytest -q --ignore=tests/cluster
 
 cluster-test: install ## Run tests/cluster: a 3-node NATS cluster, leader kill, restarts, runner hand-over, manifests
 	$(BIN)/pytest -q tests/cluster

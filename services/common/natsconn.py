@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
 from contracts import topology
 
@@ -55,8 +58,28 @@ def events_stream_config(replicas: int) -> StreamConfig:
     )
 
 
-async def ensure_topology(js: JetStreamContext, *, replicas: int = 1) -> None:
-    """Create or update the events stream and the KV buckets; safe to call from every service at start."""
+async def ensure_topology(js: JetStreamContext, *, replicas: int = 1, timeout: float = 60.0) -> None:
+    """Create or update the events stream and the KV buckets; safe to call from every service at start.
+
+    Retries for up to `timeout` seconds while JetStream is unavailable, as it is while a freshly
+    started cluster elects its meta leader (the first API requests time out) or a node restarts.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.25
+    while True:
+        try:
+            await _declare_topology(js, replicas)
+            return
+        except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("JetStream is not available yet (%r); declaring the topology again in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _declare_topology(js: JetStreamContext, replicas: int) -> None:
     config = events_stream_config(replicas)
     try:
         await js.add_stream(config)

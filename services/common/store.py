@@ -187,12 +187,29 @@ class EventStore:
         start = after + 1
         while limit is None or len(events) < limit:
             want = _READ_BATCH if limit is None else min(_READ_BATCH, limit - len(events))
-            batch, pending = await self._direct_batch(topology.job_filter(job_id), start, want)
+            batch, pending = await self._direct_batch_retrying(topology.job_filter(job_id), start, want)
             events.extend(batch)
             if not batch or pending == 0:
                 break
             start = batch[-1].sequence + 1
         return events
+
+    async def _direct_batch_retrying(
+        self, subject_filter: str, start: int, batch: int
+    ) -> tuple[list[StoredEvent], int]:
+        """Run one batch direct get, retrying through a leader election like `append` does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_window
+        while True:
+            try:
+                return await self._direct_batch(subject_filter, start, batch)
+            except (_DirectGetUnavailableError, TimeoutError) as exc:
+                if loop.time() + 0.25 > deadline:
+                    raise StoreError(
+                        f"reading {subject_filter} from sequence {start} failed: {exc!r}; is NATS reachable?"
+                    ) from exc
+                log.warning("reading %s failed (%r); retrying in 0.25s", subject_filter, exc)
+                await asyncio.sleep(0.25)
 
     async def _direct_batch(self, subject_filter: str, start: int, batch: int) -> tuple[list[StoredEvent], int]:
         inbox = self._nc.new_inbox()
@@ -203,8 +220,16 @@ class EventStore:
             headers = msg.headers or {}
             status = headers.get("Status")
             if status:
-                if not done.done():
-                    done.set_result(int(headers.get("Nats-Num-Pending", "0") or 0) if status == "204" else 0)
+                if done.done():
+                    return
+                if status == "204":
+                    done.set_result(int(headers.get("Nats-Num-Pending", "0") or 0))
+                elif status == "404":
+                    done.set_result(0)
+                else:
+                    # A 503 "no responders" arrives while the stream has no leader: it does not mean
+                    # an empty history, and a runner that took it for one would drop the job.
+                    done.set_exception(_DirectGetUnavailableError(status, headers.get("Description", "")))
                 return
             received.append(_stored(msg))
             if len(received) >= batch and not done.done():
@@ -227,6 +252,14 @@ class EventStore:
         The tombstone stays so that a late redelivery of the original request cannot recreate the job.
         """
         await self._js.purge_stream(topology.EVENTS_STREAM, seq=before, subject=topology.job_filter(job_id))
+
+
+class _DirectGetUnavailableError(StoreError):
+    """A direct get answered with a status other than "no message" or "end of batch"."""
+
+    def __init__(self, status: str, description: str) -> None:
+        self.status = status
+        super().__init__(f"direct get answered status {status} {description}".strip())
 
 
 def _stored(msg: Msg) -> StoredEvent:
