@@ -15,11 +15,15 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 
 from services.api.diff import job_diff
-from services.api.errors import error_handlers
+from services.api.errors import ERROR_RESPONSES, error_handlers
+from services.api.metrics import metrics
+from services.api.replay import REPLAY_ROUTES
 from services.api.routes import API_ROUTES
+from services.api.stats import checkpoint_stats
 from services.common.runtime import Runtime, open_runtime
 from services.common.settings import Settings
 from services.gateway.routes import GATEWAY_ROUTES
+from services.retention.routes import cleanup
 
 __all__ = ["create_app"]
 
@@ -34,9 +38,12 @@ def create_app(
     """Build the app; without a `runtime` it connects to NATS in its lifespan and closes it on exit."""
     route_handlers: list[Any] = []
     if api:
-        route_handlers.extend([*API_ROUTES, job_diff])
+        route_handlers.extend([*API_ROUTES, job_diff, checkpoint_stats, cleanup, *REPLAY_ROUTES, metrics])
     if gateway:
         route_handlers.extend(GATEWAY_ROUTES)
+
+    for handler in route_handlers:
+        _document_errors(handler)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -72,3 +79,11 @@ def _bearer_guard(settings: Settings) -> Any:
             raise NotAuthorizedException("missing or wrong bearer token; set TURNLOG_API_TOKEN")
 
     return guard
+
+
+def _document_errors(handler: Any) -> None:
+    # Every route answers errors in one shape; document it wherever a route did not say otherwise.
+    documented = dict(getattr(handler, "responses", None) or {})
+    for status, spec in ERROR_RESPONSES.items():
+        documented.setdefault(status, spec)
+    handler.responses = documented

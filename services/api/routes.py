@@ -15,6 +15,7 @@ from contracts.codec import encode_event, event_tag
 from contracts.events import JobCancelled, JobCancelRequested, JobRequested
 from services.api.callbacks import check_callback_url
 from services.api.errors import ERROR_RESPONSES, ApiError
+from services.api.metrics import projection_lag
 from services.api.schemas import (
     CanResumeOut,
     CheckpointList,
@@ -88,7 +89,17 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         info = await runtime.js.stream_info("TURNLOG_EVENTS")
     except Exception as exc:
         return Response({"ready": False, "reason": f"events stream unavailable: {exc!r}"}, status_code=503)
-    return Response({"ready": runtime.nc.is_connected, "events": info.state.messages}, status_code=200)
+    lag = await projection_lag(runtime)
+    connected = bool(runtime.nc.is_connected)
+    return Response(
+        {
+            "ready": connected,
+            "events": info.state.messages,
+            "projectionLag": lag.events,
+            "projectionGeneration": lag.generation,
+        },
+        status_code=200 if connected else 503,
+    )
 
 
 @post("/jobs", status_code=202, summary="Create a job without GitHub", responses=ERROR_RESPONSES)

@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from services.api.app import create_app
+from services.cli.ops import start_operations
 from services.common.embedded import EmbeddedNats, free_port
 from services.common.runtime import Runtime, open_runtime
 from services.common.settings import ModelSettings, Settings
@@ -62,6 +63,7 @@ async def run_stack(options: StackOptions, stop: asyncio.Event | None = None) ->
     wanted = set(options.services or SERVICES)
     cleanups: list[Callable[[], Awaitable[None]]] = []
     tasks: list[asyncio.Task[Any]] = []
+    cleanup_timeout = 10.0
     try:
         nats_url = options.nats_url
         if nats_url is None:
@@ -72,7 +74,11 @@ async def run_stack(options: StackOptions, stop: asyncio.Event | None = None) ->
 
         base_env: dict[str, Any] = {"nats_url": nats_url, "data_dir": options.data_dir}
         settings = Settings(**base_env)
-        runtime = await open_runtime(settings, name="turnlog")
+        # The runner's stop may spend up to shutdown_grace seconds letting in-flight turns be recorded.
+        cleanup_timeout = max(cleanup_timeout, settings.shutdown_grace + 5)
+        runtime = await _unless_stopped(open_runtime(settings, name="turnlog"), stop, nats_url)
+        if runtime is None:
+            return
         cleanups.append(runtime.close)
 
         if "runner" in wanted:
@@ -87,10 +93,13 @@ async def run_stack(options: StackOptions, stop: asyncio.Event | None = None) ->
             projector_task = asyncio.create_task(projector.run(), name="projector")
             tasks.append(projector_task)
             cleanups.append(_then_cancel(_later(projector.stop), projector_task))
+        await start_operations(wanted, runtime, settings, options.announce, tasks, cleanups)
         http = wanted & HTTP_SERVICES
         if http:
             server = await _serve_http(settings, runtime, options.port, http, tasks)
-            options.announce(f"turnlog API and webhook listening on http://localhost:{options.port}")
+            host = os.environ.get("TURNLOG_HOST", "127.0.0.1")
+            shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+            options.announce(f"turnlog API and webhook listening on http://{shown}:{options.port}")
             cleanups.append(_stopper(server))
 
         options.ready.set()
@@ -105,7 +114,7 @@ async def run_stack(options: StackOptions, stop: asyncio.Event | None = None) ->
         for cleanup in reversed(cleanups):
             started = loop.time()
             try:
-                await asyncio.wait_for(cleanup(), timeout=10)
+                await asyncio.wait_for(cleanup(), timeout=cleanup_timeout)
             except Exception:
                 log.exception("error while stopping")
             log.debug("stopped %s in %.2fs", getattr(cleanup, "__qualname__", cleanup), loop.time() - started)
@@ -166,6 +175,21 @@ async def _serve_http(
             raise RuntimeError(f"the HTTP server could not start on port {port}")
         await asyncio.sleep(0.02)
     return server
+
+
+async def _unless_stopped(opening: Awaitable[Runtime], stop: asyncio.Event, nats_url: str) -> Runtime | None:
+    """Connect to NATS unless a stop signal comes first, so an unreachable server never blocks Ctrl+C."""
+    connecting = asyncio.ensure_future(opening)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([connecting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    log.warning("stopped while connecting to NATS at %s", nats_url)
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    return None
 
 
 def _later(action: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
@@ -33,6 +34,8 @@ __all__ = ["RunnerService"]
 
 log = logging.getLogger(__name__)
 
+_RETRY_EMPTY_SECONDS = 2.0
+
 _MAX_FILE_BYTES = 256 * 1024
 """Largest file a tool may write, in bytes. The runner lowers it to a quarter of the server's max
 payload, because the content travels twice in one turn's event: in the tool input and in the change."""
@@ -50,6 +53,7 @@ class RunnerService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._job_loop: JobLoop | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
         self._max_file_bytes = _MAX_FILE_BYTES
 
     async def run(self) -> None:
@@ -57,6 +61,7 @@ class RunnerService:
         js = self._store.js
         await self._ensure_consumer()
         subscription = await js.pull_subscribe_bind(topology.RUNNER_CONSUMER, topology.EVENTS_STREAM)
+        self._subscription = subscription
         max_payload = int(self._store.nc.max_payload)
         job_loop = JobLoop(store=self._store, model=self._model, settings=self._settings, max_payload=max_payload)
         self._job_loop = job_loop
@@ -72,6 +77,8 @@ class RunnerService:
                 continue
             except Exception:
                 self._slots.release()
+                if self._stopping.is_set():
+                    break
                 log.exception("fetching work failed; retrying in 1s")
                 await asyncio.sleep(1.0)
                 continue
@@ -95,6 +102,11 @@ class RunnerService:
         seconds are cancelled and handed back without their current turn.
         """
         self._stopping.set()
+        # Close the pull subscription before handing jobs back: with a fetch still open, the server
+        # would deliver a returned job straight back to this runner, which is about to exit.
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
         if self._job_loop is not None:
             self._job_loop.request_stop()
         running = list(self._tasks)
@@ -154,7 +166,7 @@ class RunnerService:
                 # Another runner owns the job and its work item now; neither ack nor nak it.
                 return
             if outcome == "retry":
-                await message.nak(delay=self._settings.lease_seconds)
+                await message.nak(delay=min(self._settings.lease_seconds, _RETRY_EMPTY_SECONDS))
                 return
             if outcome == "handed_back":
                 # No delay: the history is consistent after the last append, so another runner may go on now.
@@ -183,6 +195,11 @@ class RunnerService:
         except HistoryError as exc:
             log.error("job %s: unreadable history, not running it: %s", job_id, exc)
             return "done"
+        if history is None and not await self._store.read(job_id, limit=1):
+            # This runner holds the job's request, so the history cannot be empty: the read came back
+            # empty during a leader election or a restart. Retry later instead of dropping the job.
+            log.warning("job %s: its history read back empty; retrying in %.0fs", job_id, _RETRY_EMPTY_SECONDS)
+            return "retry"
         if history is None or history.checkpoint is None or history.checkpoint.job_status in TERMINAL:
             return "done"
         if history.checkpoint.cancel_requested:
