@@ -45,6 +45,17 @@ def test_webhook_signatures_and_redelivery(make_stack: Callable[..., Any], nats_
     assert again.json()["jobId"] == job_id
     assert again.json()["duplicate"] is True
 
+    # Without a comment id the delivery id decides; the job id derives from it, so a manual redelivery
+    # hours later maps to the same job without relying on JetStream's duplicate window.
+    no_comment = json.dumps({**PAYLOAD, "comment": {"body": "/code Add a health check"}}).encode()
+    redelivered = {**headers, "X-GitHub-Delivery": "d-9", "X-Hub-Signature-256": signed(no_comment)}
+    original = stack.post("/webhook", content=no_comment, headers=redelivered)
+    assert original.status_code == 202
+    repeat = stack.post("/webhook", content=no_comment, headers=redelivered)
+    assert repeat.status_code == 200
+    assert repeat.json()["jobId"] == original.json()["jobId"]
+    second_job = original.json()["jobId"]
+
     ping = json.dumps({"zen": "hi"}).encode()
     pong = stack.post("/webhook", content=ping, headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": signed(ping)})
     assert pong.status_code == 200
@@ -61,4 +72,4 @@ def test_webhook_signatures_and_redelivery(make_stack: Callable[..., Any], nats_
     assert "repository" in response.json()["message"]
 
     listed = stack.get("/checkpoints").json()["checkpoints"]
-    assert [item["jobId"] for item in listed] == [job_id]
+    assert sorted(item["jobId"] for item in listed) == sorted([job_id, second_job])
