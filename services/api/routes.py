@@ -25,7 +25,7 @@ from services.api.schemas import (
     ResumeOut,
 )
 from services.api.state import list_checkpoints, live_view, read_checkpoint
-from services.common.clock import now_iso
+from services.common.clock import now_iso, to_millis
 from services.common.deletion import DeletionConflictError, JobActiveError, JobNotFoundError, delete_job
 from services.common.history import HistoryError, load_job, load_lineage
 from services.common.ids import derived_job_id, is_job_id, new_job_id
@@ -151,7 +151,7 @@ async def job_events(
     events = [
         {
             "sequence": item.sequence,
-            "time": item.time,
+            "time": to_millis(item.time),
             "type": event_tag(item.event) if item.event is not None else None,
             "event": msgspec.json.decode(encode_event(item.event)) if item.event is not None else None,
             "error": str(item.error) if item.error is not None else None,

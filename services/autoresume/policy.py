@@ -43,6 +43,8 @@ def decide(
     if checkpoint.job_status != "failed" or checkpoint.failure is None:
         return Decision("ignore", "not_failed", f"job {job_id} is {checkpoint.job_status}, not failed")
     failure = checkpoint.failure
+    if not checkpoint.can_resume:
+        return Decision("skip", "not_resumable", checkpoint.can_resume_reason)
     if not failure.retryable:
         return Decision(
             "skip",
@@ -50,8 +52,6 @@ def decide(
             f"job {job_id} failed with {failure.kind}, which a retry does not fix; "
             "resume it by hand after fixing the cause",
         )
-    if not checkpoint.can_resume:
-        return Decision("skip", "not_resumable", checkpoint.can_resume_reason)
     if links >= max_chain:
         return Decision(
             "skip",

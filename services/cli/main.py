@@ -126,7 +126,13 @@ def _monitor_line(event: dict[str, Any], max_turns: int) -> tuple[str, int | Non
     if kind == "job.cancelled.v1":
         return f"🛑 Job cancelled after {event.get('turns')} turns", 1
     if kind == "job.resumed.v1":
-        return f"↪️  Resumed as job {event.get('newJobId')} from turn {event.get('fromTurn')}", None
+        return (
+            f"↪️  Job resumed as job {event.get('newJobId')} from turn {event.get('fromTurn')}; "
+            f"follow it with `turnlog monitor {event.get('newJobId')}`",
+            1,
+        )
+    if kind.startswith("checkpoint.deleted."):
+        return "🗑️  Job deleted", 1
     return None
 
 
@@ -277,6 +283,19 @@ def _summary(event: dict[str, Any]) -> str:
         return f"resumed as {event.get('newJobId')} from turn {event.get('fromTurn')}"
     if kind == "job.completed.v1":
         return shorten(str(event.get("summary", "")), 80)
+    if kind == "job.cancel_requested.v1":
+        return f"cancel requested ({event.get('reason') or 'user'})"
+    if kind == "job.cancelled.v1":
+        return f"cancelled after turn {event.get('turns')}"
+    if kind.startswith("checkpoint.deleted."):
+        return f"deleted by {event.get('requestedBy') or 'a user'}: {event.get('reason') or '-'}"
+    if kind.startswith("callback."):
+        outcome = "delivered" if kind.startswith("callback.delivered") else "gave up"
+        detail = event.get("status") or event.get("lastError") or ""
+        return f"callback {outcome} to {event.get('url')} after {event.get('attempts')} attempt(s) {detail}".rstrip()
+    if kind.startswith("autoresume.decided"):
+        target = f" as {event['newJobId']}" if event.get("newJobId") else ""
+        return f"auto-resume {event.get('decision')}{target}: {shorten(str(event.get('reason', '')), 70)}"
     return ""
 
 

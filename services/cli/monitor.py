@@ -24,7 +24,8 @@ def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str | None, str | None, st
     data: list[str] = []
     for line in lines:
         if not line:
-            if data:
+            # A keepalive comment can arrive with an empty `data:` line: it carries no event.
+            if data and any(part.strip() for part in data):
                 yield event_id, event, "\n".join(data)
             event_id, event, data = None, None, []
             continue
@@ -38,7 +39,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str | None, str | None, st
             event = value
         elif name == "data":
             data.append(value)
-    if data:
+    if data and any(part.strip() for part in data):
         yield event_id, event, "\n".join(data)
 
 

@@ -23,3 +23,13 @@ def now_iso() -> str:
 def parse_iso(text: str) -> datetime:
     """Parse a timestamp written by `to_iso` (or any RFC 3339 string) into an aware datetime."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def to_millis(stamp: str) -> str:
+    """Shorten an RFC 3339 time with any number of fractional digits (NATS sends nanoseconds) to milliseconds."""
+    head, dot, rest = stamp.partition(".")
+    if not dot:
+        return stamp
+    count = len(rest) - len(rest.lstrip("0123456789"))
+    digits, zone = rest[:count], rest[count:]
+    return f"{head}.{(digits + '000')[:3]}{zone}"

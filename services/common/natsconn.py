@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import nats
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -23,25 +22,30 @@ _STREAM_IN_USE = 10058
 async def connect(servers: list[str], *, name: str) -> Client:
     """Connect with unlimited reconnects, so a restarted or re-elected server never ends a service."""
 
+    client = Client()
+
     async def on_error(exc: Exception) -> None:
         log.warning("NATS connection error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("disconnected from NATS; reconnecting")
+        # Closing the connection on purpose also disconnects it; only an unexpected loss is news.
+        if not client.is_closed:
+            log.warning("disconnected from NATS; reconnecting")
 
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
 
-    return await nats.connect(
+    await client.connect(
         servers=servers,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py annotates int but sleeps a float
         connect_timeout=5,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return client
 
 
 def events_stream_config(replicas: int) -> StreamConfig:

@@ -48,7 +48,7 @@ def main() -> int:
         "TURNLOG_API_URL": f"http://127.0.0.1:{port}",
         "TURNLOG_REPOS_DIR": str(workdir / "repos"),
         "TURNLOG_SIM_FAULTS": "429@6",
-        "TURNLOG_LOG_LEVEL": "WARNING",
+        "TURNLOG_LOG_LEVEL": "ERROR",
     }
     env.pop("ANTHROPIC_API_KEY", None)
     env.pop("TURNLOG_NATS_URL", None)

@@ -158,3 +158,11 @@ def test_event_subject_and_job_id() -> None:
 def test_job_requested_round_trip_any_text(task: str, max_turns: int, note: str | None) -> None:
     event = JobRequested(job_id="abc123", at=AT, repository="o/r", task=task, max_turns=max_turns, note=note)
     assert decode_event(encode_event(event)) == event
+
+
+def test_nats_nanosecond_times_shortened_to_millis() -> None:
+    from services.common.clock import to_millis
+
+    assert to_millis("2026-12-04T21:44:44.92429252Z") == "2026-12-04T21:44:44.924Z"
+    assert to_millis("2026-12-04T21:44:44.9+00:00") == "2026-12-04T21:44:44.900+00:00"
+    assert to_millis("2026-12-04T21:44:44Z") == "2026-12-04T21:44:44Z"

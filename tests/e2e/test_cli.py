@@ -128,3 +128,10 @@ def _wait_ready(stack: Any) -> None:
             pass
         assert time.monotonic() < deadline, "the API did not become ready"
         time.sleep(0.1)
+
+
+def test_sse_parser_skips_keepalives() -> None:
+    from services.cli.monitor import parse_sse
+
+    lines = iter([": keepalive", "data: ", "", "id: 7", "event: job.started.v1", 'data: {"sequence": 7}', ""])
+    assert list(parse_sse(lines)) == [("7", "job.started.v1", '{"sequence": 7}')]
