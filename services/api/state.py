@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.checkpoint import Checkpoint
@@ -14,6 +14,7 @@ from contracts.lease import Lease
 from services.common.clock import now, parse_iso
 from services.common.fold import static_resume_decision
 from services.common.history import HistoryError, load_job
+from services.common.kvkeys import bucket_keys
 from services.common.runtime import Runtime
 from services.projector.generations import checkpoint_bucket
 
@@ -40,10 +41,7 @@ async def read_checkpoint(runtime: Runtime, job_id: str) -> Checkpoint | None:
 async def list_checkpoints(runtime: Runtime) -> list[Checkpoint]:
     """Return every checkpoint, newest first."""
     checkpoints_bucket = await active_checkpoints(runtime)
-    try:
-        keys = await checkpoints_bucket.keys()
-    except NoKeysError:
-        return []
+    keys = await bucket_keys(checkpoints_bucket)
     found = await asyncio.gather(*(_get(checkpoints_bucket, key) for key in keys))
     checkpoints = [checkpoint for checkpoint in found if checkpoint is not None]
     return sorted(checkpoints, key=lambda checkpoint: checkpoint.created_at, reverse=True)

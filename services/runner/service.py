@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
 from contracts import topology
-from contracts.events import JobCancelled, JobFailed, JobStarted
+from contracts.events import CheckpointDeleted, JobCancelled, JobFailed, JobStarted
 from contracts.lease import Lease
 from services.common.checkout import CheckoutError, prepare_checkout, repository_path
 from services.common.clock import now, now_iso, to_iso
@@ -195,9 +195,9 @@ class RunnerService:
         except HistoryError as exc:
             log.error("job %s: unreadable history, not running it: %s", job_id, exc)
             return "done"
-        if history is None and not await self._store.read(job_id, limit=1):
-            # This runner holds the job's request, so the history cannot be empty: the read came back
-            # empty during a leader election or a restart. Retry later instead of dropping the job.
+        if history is None and not await self._was_deleted(job_id):
+            # This runner holds the job's request, so a history that reads back empty or without it
+            # was served during a leader election or a restart. Retry later instead of dropping the job.
             log.warning("job %s: its history read back empty; retrying in %.0fs", job_id, _RETRY_EMPTY_SECONDS)
             return "retry"
         if history is None or history.checkpoint is None or history.checkpoint.job_status in TERMINAL:
@@ -242,6 +242,10 @@ class RunnerService:
         await asyncio.to_thread(self._remove_other_workspaces, job_id)
         context = LoopContext(job_id=job_id, lineage=lineage, workspace=workspace, expected_last=expected)
         return await job_loop.run(context)
+
+    async def _was_deleted(self, job_id: str) -> bool:
+        stored = await self._store.read(job_id)
+        return any(isinstance(item.event, CheckpointDeleted) for item in stored)
 
     async def _fail_setup(
         self, job_id: str, expected: int, turns: int, detail: str, *, kind: str = "workspace_error"
