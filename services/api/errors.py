@@ -10,7 +10,9 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
-__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_handlers"]
+from services.common.ids import is_job_id
+
+__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "check_job_id", "error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,17 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         """Return the JSON body of the error answer."""
         return {"error": self.code, "message": self.message, "field": self.field, **self.extra}
+
+
+def check_job_id(job_id: str) -> None:
+    """Raise a 400 ApiError naming `jobId` when `job_id` cannot be a job id."""
+    if not is_job_id(job_id):
+        raise ApiError(
+            400,
+            "invalid_job_id",
+            f"invalid job id {job_id!r}: expected 4-40 lowercase letters and digits",
+            field="jobId",
+        )
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:

@@ -19,12 +19,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts import topology
 from contracts.codec import EventDecodeError, decode_event, encode_event, event_tag
 from contracts.events import TurnCompleted
-from services.api.errors import ApiError
+from services.api.errors import ApiError, check_job_id
 from services.common.checkout import CheckoutError, diff_against_base, prepare_checkout, repository_path
 from services.common.clock import to_iso
 from services.common.fold import fold
 from services.common.history import HistoryError, JobHistory, Lineage, load_job, load_lineage
-from services.common.ids import is_job_id
 from services.common.runtime import Runtime
 from services.common.settings import Settings
 from services.projector.rebuild import RebuildConflictError, rebuild_projection
@@ -33,16 +32,6 @@ __all__ = ["REPLAY_ROUTES", "job_event_stream", "job_replay", "rebuild_projectio
 
 KEEPALIVE_SECONDS = 15.0
 """How long the event stream stays silent before it sends a `: keepalive` comment line."""
-
-
-def _check_job_id(job_id: str) -> None:
-    if not is_job_id(job_id):
-        raise ApiError(
-            400,
-            "invalid_job_id",
-            f"invalid job id {job_id!r}: expected 4-40 lowercase letters and digits",
-            field="jobId",
-        )
 
 
 @get("/jobs/{job_id:str}/events/stream", summary="Server-Sent Events: the job's events, past then live")
@@ -58,7 +47,7 @@ async def job_event_stream(
     after 15 s without events.
     """
     runtime: Runtime = request.app.state.runtime
-    _check_job_id(job_id)
+    check_job_id(job_id)
     start = _last_event_id(request.headers.get("last-event-id"), after) + 1
     if await runtime.store.last_sequence(job_id) == 0:
         raise ApiError(404, "not_found", f"job {job_id} not found; list jobs with GET /checkpoints", field="jobId")
@@ -132,7 +121,7 @@ async def job_replay(
     """Return the checkpoint, the model conversation and the workspace diff as they were after `toTurn`."""
     runtime: Runtime = request.app.state.runtime
     settings: Settings = request.app.state.settings
-    _check_job_id(job_id)
+    check_job_id(job_id)
     try:
         history = await load_job(runtime.store, job_id)
         if history is None:

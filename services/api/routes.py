@@ -14,7 +14,7 @@ from contracts.checkpoint import JOB_STATUSES, Checkpoint
 from contracts.codec import encode_event, event_tag
 from contracts.events import JobCancelled, JobCancelRequested, JobRequested
 from services.api.callbacks import check_callback_url
-from services.api.errors import ERROR_RESPONSES, ApiError
+from services.api.errors import ERROR_RESPONSES, ApiError, check_job_id
 from services.api.metrics import projection_lag
 from services.api.schemas import (
     CanResumeOut,
@@ -28,7 +28,7 @@ from services.api.state import list_checkpoints, live_view, read_checkpoint
 from services.common.clock import now_iso, to_millis
 from services.common.deletion import DeletionConflictError, JobActiveError, JobNotFoundError, delete_job
 from services.common.history import HistoryError, load_job, load_lineage
-from services.common.ids import derived_job_id, is_job_id, new_job_id
+from services.common.ids import derived_job_id, new_job_id
 from services.common.resume import commit_resume, plan_resume
 from services.common.runtime import Runtime
 from services.common.settings import Settings
@@ -47,16 +47,6 @@ def _settings(request: Request[Any, Any, Any]) -> Settings:
     return settings
 
 
-def _check_job_id(job_id: str) -> None:
-    if not is_job_id(job_id):
-        raise ApiError(
-            400,
-            "invalid_job_id",
-            f"invalid job id {job_id!r}: expected 4-40 lowercase letters and digits",
-            field="jobId",
-        )
-
-
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
@@ -68,7 +58,7 @@ def _check_repository(repository: str) -> None:
 
 
 async def _checkpoint_or_404(runtime: Runtime, job_id: str) -> Checkpoint:
-    _check_job_id(job_id)
+    check_job_id(job_id)
     checkpoint = await read_checkpoint(runtime, job_id)
     if checkpoint is None:
         raise ApiError(404, "not_found", f"job {job_id} not found; list jobs with GET /checkpoints", field="jobId")
@@ -146,7 +136,7 @@ async def job_events(
     limit: int = Parameter(default=100, ge=1, le=1000, description="Maximum number of events to return."),
 ) -> dict[str, Any]:
     """Page through the job's raw events: sequence, time, type and the event itself."""
-    _check_job_id(job_id)
+    check_job_id(job_id)
     stored = await _runtime(request).store.read(job_id, after=after, limit=limit)
     events = [
         {
@@ -230,7 +220,7 @@ async def resume(
     """Mark the job resumed and request the new job in one atomic, concurrency-checked batch."""
     runtime = _runtime(request)
     body = data or ResumeIn()
-    _check_job_id(job_id)
+    check_job_id(job_id)
     if body.callback is not None:
         check_callback_url(body.callback.url, allow_private=_settings(request).allow_private_callbacks)
     if body.note is not None and not body.note.strip():
@@ -293,7 +283,7 @@ async def resume(
 )
 async def messages(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
     """Return the conversation a resume would send the model, with the repairs made and the forks."""
-    _check_job_id(job_id)
+    check_job_id(job_id)
     try:
         lineage = await load_lineage(_runtime(request).store, job_id)
     except HistoryError as exc:
