@@ -10,11 +10,11 @@ __all__ = ["bucket_keys"]
 async def bucket_keys(bucket: KeyValue) -> list[str]:
     """Return every key of `bucket` that has a subject in its stream, deleted ones included.
 
-    `KeyValue.keys()` in nats-py 2.16 walks a watcher that ignores deletes; when the bucket's newest
-    messages are delete markers it was seen returning no keys at all under load. The stream's subject
-    index is one request (about 11 ms for 10,000 keys on this machine), and callers skip keys whose
-    `get` raises KeyNotFoundError. `_stream` and `_pre` are nats-py's names for the bucket's stream and
-    subject prefix; the KeyValue class has no public accessor for them.
+    Callers skip keys whose `get` raises KeyNotFoundError. The stream's subject index takes one
+    request (about 11 ms for 10,000 keys on this machine). NOTE: `KeyValue.keys()` of nats-py 2.16
+    was replaced because a listing built on it came back empty under load after keys were deleted;
+    the watcher it walks is the suspected cause, not a confirmed one. `_stream` and `_pre` are
+    nats-py's names for the bucket's stream and subject prefix, which have no public accessor.
     """
     info = await bucket._js.stream_info(bucket._stream, subjects_filter=f"{bucket._pre}>")
     subjects = info.state.subjects or {}
