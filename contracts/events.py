@@ -26,7 +26,7 @@ __all__ = [
 
 
 class GitHubSource(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """Where a job requested through a GitHub webhook came from."""
+    """The GitHub webhook delivery a job was requested by."""
 
     installation_id: int | None = None
     issue_number: int
@@ -46,7 +46,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class ToolResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """The answer to one `tool_use` block, sent back to the model in the next user message."""
+    """The result of one `tool_use` block, sent back to the model in the next user message."""
 
     tool_use_id: str
     content: str
@@ -95,7 +95,7 @@ class JobStarted(_Base, tag="job.started.v1", frozen=True, kw_only=True):
 
 
 class TurnCompleted(_Base, tag="turn.completed.v1", frozen=True, kw_only=True):
-    """One agent turn: the model's answer exactly as received, the tools it ran and what they changed."""
+    """One agent turn: the model's response exactly as received, the tools it ran and what they changed."""
 
     turn: int
     assistant_content: msgspec.Raw
