@@ -70,6 +70,16 @@ def test_commands_print_fields_and_json(make_stack: Callable[..., Any], nats_ser
     assert f"(history continues job {job_id} from turn 2)" in forked.stdout
     assert "[text] Focus on api/" in forked.stdout
 
+    stack.wait_for_status(resumed["newJobId"], {"completed"})
+    deleted = stack.cli("delete", resumed["newJobId"], "--json")
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout) == {"deleted": True}
+    gone = stack.cli("inspect", resumed["newJobId"])
+    assert gone.returncode == 1
+    missing = stack.cli("delete", "zzzzzzzzzz")
+    assert missing.returncode == 1
+    assert "job zzzzzzzzzz not found" in missing.stderr
+
 
 def test_monitor_reconnects_after_api_restart(make_stack: Callable[..., Any], nats_server: Any, tmp_path: Path) -> None:
     stack = make_stack(nats_server.url, TURNLOG_SIM_LATENCY_MS="700")
