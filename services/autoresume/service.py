@@ -9,7 +9,6 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
 from contracts import topology
@@ -18,6 +17,7 @@ from contracts.codec import EventDecodeError, decode_event
 from contracts.events import AutoResumeDecided, Event, JobFailed
 from services.autoresume.policy import Decision, decide
 from services.common.clock import now, now_iso, parse_iso
+from services.common.consumers import bind_durable, durable_config
 from services.common.history import HistoryError, JobHistory, load_job
 from services.common.ids import derived_job_id
 from services.common.resume import append_fact, chain_links, commit_resume, plan_resume
@@ -54,17 +54,8 @@ class AutoResumeService:
     async def run(self) -> None:
         """Consume failed events until `stop` is called."""
         js = self._store.js
-        config = ConsumerConfig(
-            durable_name=self._consumer,
-            filter_subject=_FAILED_FILTER,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self._settings.consumer_ack_wait,
-            max_deliver=-1,
-            max_ack_pending=10_000,
-        )
-        await js.add_consumer(topology.EVENTS_STREAM, config=config)
-        subscription = await js.pull_subscribe_bind(self._consumer, topology.EVENTS_STREAM)
+        config = durable_config(self._consumer, [_FAILED_FILTER], ack_wait=self._settings.consumer_ack_wait)
+        subscription = await bind_durable(js, config)
         log.info(
             "auto-resume started on consumer %s: at most %d resumes per chain",
             self._consumer,

@@ -9,7 +9,6 @@ import logging
 import httpx
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
 from contracts import topology
@@ -17,6 +16,7 @@ from contracts.checkpoint import Checkpoint
 from contracts.codec import EventDecodeError, decode_event, event_tag
 from contracts.events import CallbackDelivered, CallbackFailed, Event
 from services.common.clock import now_iso
+from services.common.consumers import bind_durable, durable_config
 from services.common.fold import fold
 from services.common.history import HistoryError, JobHistory, load_job
 from services.common.resume import append_fact
@@ -65,18 +65,8 @@ class NotifierService:
     async def run(self) -> None:
         """Consume terminal events until `stop` is called."""
         js = self._store.js
-        # An existing durable keeps its old settings when bound, so declare it explicitly every start.
-        config = ConsumerConfig(
-            durable_name=self._consumer,
-            filter_subjects=TERMINAL_FILTERS,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self._settings.consumer_ack_wait,
-            max_deliver=-1,
-            max_ack_pending=10_000,
-        )
-        await js.add_consumer(topology.EVENTS_STREAM, config=config)
-        subscription = await js.pull_subscribe_bind(self._consumer, topology.EVENTS_STREAM)
+        config = durable_config(self._consumer, list(TERMINAL_FILTERS), ack_wait=self._settings.consumer_ack_wait)
+        subscription = await bind_durable(js, config)
         if self._settings.callback_secret is None:
             log.warning("TURNLOG_CALLBACK_SECRET is not set: callbacks are sent without X-Turnlog-Signature")
         log.info("notifier started on consumer %s", self._consumer)

@@ -15,7 +15,6 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
 from contracts import topology
@@ -23,6 +22,7 @@ from contracts.events import CheckpointDeleted, JobCancelled, JobFailed, JobStar
 from contracts.lease import Lease
 from services.common.checkout import CheckoutError, prepare_checkout, repository_path
 from services.common.clock import now, now_iso, to_iso
+from services.common.consumers import durable_config
 from services.common.fold import TERMINAL
 from services.common.history import HistoryError, load_job, load_lineage
 from services.common.settings import Settings
@@ -146,15 +146,7 @@ class RunnerService:
 
     async def _ensure_consumer(self) -> None:
         # An existing durable keeps its old settings when bound, so declare it explicitly every start.
-        config = ConsumerConfig(
-            durable_name=topology.RUNNER_CONSUMER,
-            filter_subject=topology.WORK_FILTER,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self._settings.lease_seconds,
-            max_deliver=-1,
-            max_ack_pending=10_000,
-        )
+        config = durable_config(topology.RUNNER_CONSUMER, [topology.WORK_FILTER], ack_wait=self._settings.lease_seconds)
         await self._store.js.add_consumer(topology.EVENTS_STREAM, config=config)
 
     async def _handle(self, message: Msg, job_loop: JobLoop) -> None:
