@@ -4,36 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import msgspec
-
-from contracts.events import Event, JobCancelled, JobFailed, JobRequested, JobResumed, JobStarted, TurnCompleted, Usage
+from contracts.events import Event, JobCancelled, JobFailed, JobResumed
 from services.common.fold import evolve, fold, mark_history_error, retry_allowed, static_resume_decision
+from tests.projector.helpers import requested, started, turn
 
 AT = "2026-01-15T10:30:45.000Z"
 JOB = "abc123"
 RETRY_AT = "2026-01-15T11:30:45.000Z"
 
 
-def turn(number: int) -> TurnCompleted:
-    return TurnCompleted(
-        job_id=JOB,
-        at=AT,
-        turn=number,
-        assistant_content=msgspec.Raw(b"[]"),
-        tool_results=[],
-        stop_reason="tool_use",
-        model="m",
-        usage=Usage(input_tokens=1, output_tokens=1),
-        model_ms=1.0,
-        tools_ms=1.0,
-    )
-
-
 def history(turns: int, *endings: Event) -> list[tuple[int, Event]]:
     events: list[Event] = [
-        JobRequested(job_id=JOB, at=AT, repository="o/r", task="t", max_turns=10),
-        JobStarted(job_id=JOB, at=AT, runner_id="r", base_commit="c"),
-        *[turn(number) for number in range(1, turns + 1)],
+        requested(JOB),
+        started(JOB),
+        *[turn(JOB, number) for number in range(1, turns + 1)],
         *endings,
     ]
     return list(enumerate(events, start=1))
