@@ -82,7 +82,7 @@ def _bearer_guard(settings: Settings) -> Any:
 
 
 def _document_errors(handler: Any) -> None:
-    # Every route answers errors in one shape; document it wherever a route did not say otherwise.
+    # Every route returns errors in one shape, so document it wherever a route does not list its own.
     documented = dict(getattr(handler, "responses", None) or {})
     for status, spec in ERROR_RESPONSES.items():
         documented.setdefault(status, spec)

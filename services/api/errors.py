@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    """The JSON body of every error answer: a stable code, a sentence saying what to do, the field at fault."""
+    """The JSON body of every error response: a stable code, a sentence saying what to do, the field at fault."""
 
     error: str
     message: str
@@ -26,7 +26,7 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status, a stable code, a message saying what to do, and optional details."""
+    """An error response: HTTP status, a stable code, a message saying what to do, and optional details."""
 
     def __init__(self, status: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
         self.status = status
@@ -37,7 +37,7 @@ class ApiError(Exception):
         super().__init__(message)
 
     def body(self) -> dict[str, Any]:
-        """Return the JSON body of the error answer."""
+        """Return the JSON body of the error response."""
         return {"error": self.code, "message": self.message, "field": self.field, **self.extra}
 
 

@@ -1,4 +1,4 @@
-"""Route handlers of the REST API; each one validates, reads or appends, and answers."""
+"""Route handlers of the REST API; each one validates, reads or appends, and responds."""
 
 from __future__ import annotations
 
@@ -67,13 +67,13 @@ async def _checkpoint_or_404(runtime: Runtime, job_id: str) -> Checkpoint:
 
 @get("/health", summary="Liveness", responses=ERROR_RESPONSES)
 async def health() -> dict[str, str]:
-    """Answer 200 while the process serves requests."""
+    """Return 200 while the process serves requests."""
     return {"status": "ok"}
 
 
 @get("/ready", summary="Readiness: NATS reachable and streams present", responses=ERROR_RESPONSES)
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Answer 200 when NATS is connected and the events stream exists, 503 otherwise."""
+    """Return 200 when NATS is connected and the events stream exists, 503 otherwise."""
     runtime = _runtime(request)
     try:
         info = await runtime.js.stream_info("TURNLOG_EVENTS")

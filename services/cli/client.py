@@ -41,7 +41,7 @@ class ApiClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
             raise CliError(f"cannot reach the API at {self.base_url}: is `turnlog up` running?", exit_code=3) from exc
         except httpx.TimeoutException as exc:
-            raise CliError(f"the API at {self.base_url} did not answer in time; retry shortly", 3) from exc
+            raise CliError(f"the API at {self.base_url} did not respond in time; retry shortly", 3) from exc
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request and return its JSON body; raise CliError with the API's message on errors."""

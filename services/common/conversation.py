@@ -38,7 +38,7 @@ class Conversation:
 
 
 def build_conversation(task: str, turns: list[TurnCompleted], notes: dict[int, str]) -> Conversation:
-    """Build the request messages: the task, then per turn the assistant's answer and the user's results.
+    """Build the request messages: the task, then per turn the assistant's response and the user's results.
 
     `notes` maps a turn number to a user instruction added after that turn (0: before the first).
     Repairs follow the Messages API rules: every `tool_use` gets a `tool_result` in the next user
@@ -64,7 +64,7 @@ class ConversationBuilder:
         self.conversation = Conversation(messages=[{"role": "user", "content": first}])
 
     def add(self, record: TurnCompleted) -> None:
-        """Append one recorded turn: the assistant's answer, then the user message with its results."""
+        """Append one recorded turn: the assistant's response, then the user message with its results."""
         conversation = self.conversation
         blocks = _assistant_blocks(record, conversation.repairs)
         if blocks:

@@ -202,7 +202,7 @@ def _requested(event: JobRequested, sequence: int) -> Checkpoint:
 
 
 def _message_count(turns: int, note: str | None) -> int:
-    # The task is message 1; each turn adds the assistant's answer and the user's tool results.
+    # The task is message 1; each turn adds the assistant's response and the user's tool results.
     # A resume note rides in the same user message as the tool results, so it adds none.
     del note
     return 1 + 2 * turns

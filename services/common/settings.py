@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     flood_max_jobs: int = Field(5, ge=1, description="Jobs one issue may start within flood_window_seconds.")
     flood_window_seconds: float = Field(600.0, gt=0, description="Window of the per-issue flood guard, seconds.")
     webhook_publish_timeout: float = Field(
-        0.5, gt=0, description="Seconds the gateway waits for NATS before answering 503 so GitHub can redeliver."
+        0.5, gt=0, description="Seconds the gateway waits for NATS before responding 503 so GitHub can redeliver."
     )
     allow_private_callbacks: bool = Field(
         False, description="Accept callback URLs on loopback, link-local and private addresses."
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     runner_concurrency: int = Field(16, ge=1, description="Jobs one runner process works on at once.")
     tool_output_bytes: int = Field(32 * 1024, ge=1024, description="Cap on one tool result sent to the model, bytes.")
     max_retry_wait: float = Field(
-        60.0, ge=0, description="Longest wait, in seconds, the runner retries a transient model error for."
+        60.0, ge=0, description="Maximum total wait, in seconds, while the runner retries a transient model error."
     )
     model_timeout: float = Field(600.0, gt=0, description="Timeout of one model call, in seconds.")
     shutdown_grace: float = Field(

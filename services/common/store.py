@@ -94,7 +94,7 @@ class EventStore:
 
         Retries through timeouts and leader elections with the same message id. Because the server
         checks the expected sequence before it deduplicates, a retry whose first attempt landed
-        answers "wrong last sequence"; the last message's id tells that case from a real conflict.
+        gets "wrong last sequence" back. The last message's id tells that case from a real conflict.
         """
         msg_id = uuid.uuid4().hex
         subject = topology.event_subject(event.job_id, event_tag(event))

@@ -30,7 +30,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class WebhookAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What the webhook answers: the job a command created or matched, or why the delivery was ignored."""
+    """The webhook response body: the job a command created or matched, or why the delivery was ignored."""
 
     jobId: str | None = None
     status: str | None = None
@@ -45,7 +45,7 @@ _ERRORS = {
     413: ResponseSpec(ErrorBody, description="Body larger than 1 MiB."),
     415: ResponseSpec(ErrorBody, description="Content type other than JSON or form-encoded."),
     429: ResponseSpec(ErrorBody, description="Too many jobs for one issue within the flood window."),
-    503: ResponseSpec(ErrorBody, description="NATS did not answer in time; GitHub may redeliver safely."),
+    503: ResponseSpec(ErrorBody, description="NATS did not respond in time; GitHub may redeliver safely."),
 }
 
 
@@ -147,7 +147,7 @@ async def _append_once(
         return await _duplicate(runtime, event.job_id)
     except (StoreError, TimeoutError) as exc:
         log.warning("job %s not recorded, NATS too slow: %s", event.job_id, exc)
-        raise ApiError(503, "unavailable", "the event store did not answer in time; redeliver the webhook") from exc
+        raise ApiError(503, "unavailable", "the event store did not respond in time; redeliver the webhook") from exc
     log.info("job %s requested for %s#%d", event.job_id, repository, issue)
     return Response({"jobId": event.job_id, "status": "queued"}, status_code=202)
 

@@ -63,7 +63,7 @@ _WRONG_LAST_SEQUENCE = 10071
 
 
 class RebuildConflictError(Exception):
-    """Another rebuild holds the claim, or moved the pointer while this one ran."""
+    """Another rebuild has the claim, or moved the pointer while this one ran."""
 
     def __init__(self, detail: str) -> None:
         self.detail = detail

@@ -46,7 +46,7 @@ class ModelFailure(Exception):
 
 
 def classify_status(status: int, headers: Mapping[str, str], message: str, now: datetime) -> ModelFailure:
-    """Turn an HTTP error answer of the Messages API into a ModelFailure.
+    """Turn an HTTP error response of the Messages API into a ModelFailure.
 
     429, 529 and 5xx are transient; any other 4xx (400, 401, 403, 404, 413) would fail the same way
     again, so it is `model_rejected` and not retryable. See https://docs.anthropic.com/en/api/errors.
@@ -62,7 +62,7 @@ def classify_status(status: int, headers: Mapping[str, str], message: str, now: 
 
 
 def classify_stream_error(error_type: str, message: str) -> ModelFailure:
-    """Turn an `error` event inside a 200 streaming answer into a ModelFailure.
+    """Turn an `error` event inside a 200 streaming response into a ModelFailure.
 
     The API reports overload this way mid-stream (`overloaded_error`); a stream error carries no
     retry headers, so the retry backoff alone decides the wait.

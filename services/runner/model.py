@@ -35,7 +35,7 @@ class ModelReply:
 class ModelClient:
     """Calls the Messages API with the SDK's own retries off, so the runner decides every retry.
 
-    Every call streams (`stream=true`): long answers keep the connection busy instead of idle, and an
+    Every call streams (`stream=true`): long responses keep the connection busy instead of idle, and an
     overload that the API reports inside a 200 stream is detected like a 529.
     """
 
@@ -55,7 +55,7 @@ class ModelClient:
         tools: list[dict[str, Any]],
         messages: list[dict[str, Any]],
     ) -> ModelReply:
-        """Send one streamed request; raise ModelFailure, classified, on any error answer or broken stream."""
+        """Send one streamed request; raise ModelFailure, classified, on any error response or broken stream."""
         started = time.perf_counter()
         assembler = StreamAssembler()
         parser = SseParser()
