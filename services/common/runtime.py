@@ -45,7 +45,7 @@ async def open_runtime(settings: Settings, *, name: str) -> Runtime:
     return Runtime(
         nc=nc,
         js=js,
-        store=EventStore(nc, js),
+        store=EventStore(nc, js, retry_window=settings.store_retry_window),
         checkpoints=await js.key_value(topology.CHECKPOINT_BUCKET),
         leases=await js.key_value(topology.LEASE_BUCKET),
         flood=await js.key_value(topology.FLOOD_BUCKET),

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         30.0, gt=0, description="Seconds a runner may stay silent before another runner takes its job over."
     )
+    store_retry_window: Duration = Field(
+        30.0,
+        gt=0,
+        description="Seconds an append or history read retries while NATS elects a new stream leader "
+        "before it gives up; elections take 4 to 9 s, longer on a loaded host.",
+    )
     runner_concurrency: int = Field(16, ge=1, description="Jobs one runner process works on at once.")
     tool_output_bytes: int = Field(32 * 1024, ge=1024, description="Cap on one tool result sent to the model, bytes.")
     max_retry_wait: float = Field(

@@ -48,7 +48,9 @@ async def test_leader_kill_loses_nothing(nats_cluster: NatsCluster, make_fleet: 
         nats_cluster.node(leader).kill()
         await wait_for(lambda: _new_leader(js, leader), 30, f"a stream leader other than {leader}")
         acked_at_election = len(probe.acked)
-        await wait_for(lambda: _true(len(probe.acked) > acked_at_election + 5), 30, "appends after the election")
+        await wait_for(
+            lambda: _probe_advanced(probe_task, probe, acked_at_election + 5), 30, "appends after the election"
+        )
         nats_cluster.restart(nats_cluster.node(leader))
         probe.stop()
         await probe_task
@@ -76,6 +78,14 @@ async def test_leader_kill_loses_nothing(nats_cluster: NatsCluster, make_fleet: 
 
 async def _true(value: Any) -> bool:
     return bool(value)
+
+
+async def _probe_advanced(task: asyncio.Task[None], probe: ProbeWriter, count: int) -> bool:
+    if task.done():
+        # Surface the append's own error rather than a timeout.
+        task.result()
+        raise AssertionError("the probe writer stopped before the test asked it to")
+    return len(probe.acked) > count
 
 
 async def _assert_replicated(js: JetStreamContext) -> None:
