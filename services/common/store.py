@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 _WRONG_LAST_SEQUENCE = 10071
 _READ_BATCH = 256
 _RETRY_WINDOW_SECONDS = 30.0
-"""How long an append retries "no responders" and timeouts. A stream leader election after a leader
-was killed took 4.5 s on an idle host and more than 8 s on a loaded 2-core CI machine (nats-server
-picks election timeouts between 4 and 9 s), so the window leaves room for a second election."""
+"""How long an append retries "no responders" and timeouts. A follower waits 4 to 9 s for a lost
+leader before it campaigns (the election timeout bounds in nats-server's server/raft.go). After a
+leader kill, the election took 4.5 s on an idle host and more than 8 s on a loaded 2-core CI
+machine, so the window leaves room for a second election round."""
 
 
 class StoreError(Exception):
