@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from services.api.errors import ERROR_RESPONSES, ApiError
 from services.common.checkout import CheckoutError, diff_against_base, prepare_checkout, repository_path
@@ -23,7 +24,7 @@ __all__ = ["job_diff"]
 @get(
     "/jobs/{job_id:str}/diff", summary="The job's change to the repository as a unified diff", responses=ERROR_RESPONSES
 )
-async def job_diff(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
+async def job_diff(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[str]:
     """Answer `text/x-diff` with every change the job and the jobs it resumed made so far."""
     runtime: Runtime = request.app.state.runtime
     settings: Settings = request.app.state.settings

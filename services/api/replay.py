@@ -7,11 +7,11 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -37,7 +37,7 @@ KEEPALIVE_SECONDS = 15.0
 @get("/jobs/{job_id:str}/events/stream", summary="Server-Sent Events: the job's events, past then live")
 async def job_event_stream(
     request: Request[Any, Any, Any],
-    job_id: str,
+    job_id: FromPath[str],
     after: int = Parameter(default=0, ge=0, description="Start after this stream sequence; Last-Event-ID wins."),
 ) -> ServerSentEvent:
     """Stream every event of the job: the stored ones first, then each new one as it is appended.
@@ -113,10 +113,11 @@ def _event_item(message: Msg) -> dict[str, Any]:
 @get("/jobs/{job_id:str}/replay", summary="The job's state at a turn, rebuilt from its events alone")
 async def job_replay(
     request: Request[Any, Any, Any],
-    job_id: str,
-    to_turn: int | None = Parameter(
-        query="toTurn", default=None, ge=0, description="Stop after this turn; default: the last completed turn."
-    ),
+    job_id: FromPath[str],
+    to_turn: Annotated[
+        int | None,
+        QueryParameter(name="toTurn", ge=0, description="Stop after this turn; default: the last completed turn."),
+    ] = None,
 ) -> dict[str, Any]:
     """Return the checkpoint, the model conversation and the workspace diff as they were after `toTurn`."""
     runtime: Runtime = request.app.state.runtime

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post
-from litestar.params import Body, Parameter
+from litestar.params import Body, FromPath, Parameter
 
 from contracts.checkpoint import JOB_STATUSES, Checkpoint
 from contracts.codec import encode_event, event_tag
@@ -121,7 +121,7 @@ async def create_job(
 
 
 @get("/jobs/{job_id:str}", summary="Job status", responses=ERROR_RESPONSES)
-async def job_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+async def job_status(request: Request[Any, Any, Any], job_id: FromPath[str]) -> dict[str, Any]:
     """Return the job's status, turns and the rest of its checkpoint."""
     checkpoint = await _checkpoint_or_404(_runtime(request), job_id)
     body = msgspec.to_builtins(checkpoint)
@@ -131,7 +131,7 @@ async def job_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, 
 @get("/jobs/{job_id:str}/events", summary="The job's events in order", responses=ERROR_RESPONSES)
 async def job_events(
     request: Request[Any, Any, Any],
-    job_id: str,
+    job_id: FromPath[str],
     after: int = Parameter(default=0, ge=0, description="Return events after this stream sequence."),
     limit: int = Parameter(default=100, ge=1, le=1000, description="Maximum number of events to return."),
 ) -> dict[str, Any]:
@@ -152,7 +152,7 @@ async def job_events(
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a queued or running job", responses=ERROR_RESPONSES)
-async def cancel_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+async def cancel_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> dict[str, Any]:
     """Cancel a queued job at once; ask a running job's runner to stop after its current turn."""
     runtime = _runtime(request)
     view = await _checkpoint_or_404(runtime, job_id)
@@ -197,13 +197,13 @@ async def checkpoints(
 
 
 @get("/checkpoints/{job_id:str}", summary="One checkpoint", responses=ERROR_RESPONSES)
-async def checkpoint(request: Request[Any, Any, Any], job_id: str) -> Checkpoint:
+async def checkpoint(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Checkpoint:
     """Return one checkpoint; 404 when the job does not exist."""
     return await _checkpoint_or_404(_runtime(request), job_id)
 
 
 @get("/checkpoints/{job_id:str}/can-resume", summary="Whether a job can be resumed", responses=ERROR_RESPONSES)
-async def can_resume(request: Request[Any, Any, Any], job_id: str) -> CanResumeOut:
+async def can_resume(request: Request[Any, Any, Any], job_id: FromPath[str]) -> CanResumeOut:
     """Return whether the job can be resumed now and why."""
     view = await _checkpoint_or_404(_runtime(request), job_id)
     return CanResumeOut(can_resume=view.can_resume, reason=view.can_resume_reason)
@@ -214,7 +214,7 @@ async def can_resume(request: Request[Any, Any, Any], job_id: str) -> CanResumeO
 )
 async def resume(
     request: Request[Any, Any, Any],
-    job_id: str,
+    job_id: FromPath[str],
     data: Annotated[ResumeIn | None, Body(description="Optional: callback, fromTurn, note.")] = None,
 ) -> ResumeOut:
     """Mark the job resumed and request the new job in one atomic, concurrency-checked batch."""
@@ -281,7 +281,7 @@ async def resume(
     summary="The job's message history, rebuilt from events",
     responses=ERROR_RESPONSES,
 )
-async def messages(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+async def messages(request: Request[Any, Any, Any], job_id: FromPath[str]) -> dict[str, Any]:
     """Return the conversation a resume would send the model, with the repairs made and the forks."""
     check_job_id(job_id)
     try:
@@ -303,7 +303,7 @@ async def messages(request: Request[Any, Any, Any], job_id: str) -> dict[str, An
     summary="Delete a job's checkpoint and history",
     responses=ERROR_RESPONSES,
 )
-async def delete_checkpoint(request: Request[Any, Any, Any], job_id: str) -> dict[str, bool]:
+async def delete_checkpoint(request: Request[Any, Any, Any], job_id: FromPath[str]) -> dict[str, bool]:
     """Record the deletion, then purge the job's history so a rebuild does not bring it back."""
     runtime = _runtime(request)
     await _checkpoint_or_404(runtime, job_id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from services.common.clock import now
 from services.common.runtime import Runtime
@@ -18,9 +18,10 @@ __all__ = ["cleanup"]
 @post("/cleanup", status_code=200, summary="Apply the retention policy now")
 async def cleanup(
     request: Request[Any, Any, Any],
-    dry_run: bool = Parameter(
-        query="dryRun", default=False, description="List the jobs the policy would delete, and delete none."
-    ),
+    dry_run: Annotated[
+        bool,
+        QueryParameter(name="dryRun", description="List the jobs the policy would delete, and delete none."),
+    ] = False,
 ) -> dict[str, Any]:
     """Delete completed jobs older than TURNLOG_RETENTION_COMPLETED and others older than TURNLOG_RETENTION_OTHER."""
     runtime: Runtime = request.app.state.runtime
