@@ -58,16 +58,21 @@ def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, A
 
 def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     detail = exc.extra if isinstance(exc.extra, list) else []
-    field = None
-    if detail and isinstance(detail[0], dict):
-        field = detail[0].get("key")
-    message = str(exc.detail)
-    if detail and isinstance(detail[0], dict) and detail[0].get("message"):
-        message = f"{detail[0]['message']}"
-    return Response(
-        {"error": "invalid_request", "message": f"invalid request body: {message}", "field": field},
-        status_code=400,
-    )
+    first = detail[0] if detail and isinstance(detail[0], dict) else {}
+    field = first.get("key")
+    reason = str(first.get("message") or exc.detail)
+    if first.get("source") == "query" and isinstance(field, str):
+        # Litestar reports the handler's Python name; users wrote the camelCase name in the URL.
+        field = _camel(field)
+        message = f"invalid query parameter {field}: {reason}; fix it in the URL"
+    else:
+        message = f"invalid request body: {reason}"
+    return Response({"error": "invalid_request", "message": message, "field": field}, status_code=400)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

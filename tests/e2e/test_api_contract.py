@@ -37,6 +37,12 @@ def test_resume_rules_and_concurrency(make_stack: Callable[..., Any], nats_serve
     failed = stack.wait_for_status(job_id, {"failed"})
     assert failed["turns"] == 2
 
+    for path, field in ((f"/jobs/{job_id}/events?limit=0", "limit"), (f"/jobs/{job_id}/replay?toTurn=-1", "toTurn")):
+        bad_query = stack.get(path)
+        assert bad_query.status_code == 400, path
+        assert bad_query.json()["field"] == field
+        assert bad_query.json()["message"].startswith(f"invalid query parameter {field}: "), bad_query.text
+
     out_of_range = stack.post(f"/checkpoints/{job_id}/resume", json={"fromTurn": 7})
     assert out_of_range.status_code == 400
     assert out_of_range.json()["field"] == "fromTurn"
