@@ -62,6 +62,12 @@ FLOOD_BUCKET: Final = "turnlog-flood"
 
 FLOOD_ALERT_SUBJECT: Final = "turnlog.alerts.flood"
 
+ALERT_BUCKET: Final = "turnlog-alerts"
+"""When each alert (rule and subject) was last sent, so every alerts process and restart skips repeats."""
+
+ALERT_BUCKET_TTL_SECONDS: Final = 7 * 86400
+"""How long the alert bucket keeps an entry: the longest deduplication window it supports."""
+
 
 def event_subject(job_id: str, tag: str) -> str:
     """Build the subject an event with `tag` is appended to."""

@@ -20,7 +20,8 @@ from nats.js.errors import FetchTimeoutError, NotFoundError
 from contracts import topology
 from contracts.codec import EventDecodeError, decode_event
 from contracts.events import Event, JobFailed
-from services.alerts.rules import Alert, AlertEngine, AlertGate
+from services.alerts.gate import SharedAlertGate
+from services.alerts.rules import Alert, AlertEngine
 from services.alerts.settings import AlertSettings
 from services.api.state import list_checkpoints, live_view
 from services.common.clock import now
@@ -61,7 +62,7 @@ class AlertService:
         self._consumer = consumer
         self._clock = clock
         self.engine = AlertEngine(settings)
-        self._gate = AlertGate(settings.dedup_seconds)
+        self._gate: SharedAlertGate | None = None
         self._http = httpx.AsyncClient(timeout=5.0)
         self._stopping = asyncio.Event()
         self._subscriptions: list[Subscription] = []
@@ -70,6 +71,8 @@ class AlertService:
     async def run(self) -> None:
         """Subscribe to dead letters and floods, catch up the window, then consume and scan until stopped."""
         nc = self._runtime.nc
+        # Open the shared gate first, so a missing bucket stops the start instead of a later alert.
+        await self._shared_gate()
         self._subscriptions = [
             await nc.subscribe(topology.DEAD_LETTER_SUBJECT, cb=self._on_dead_letter),
             await nc.subscribe(topology.FLOOD_ALERT_SUBJECT, cb=self._on_flood),
@@ -99,9 +102,10 @@ class AlertService:
     async def send(self, alerts: list[Alert]) -> int:
         """Send each alert not sent within the dedup window to the log, NATS and the webhook; return how many."""
         moment = self._clock()
+        gate = await self._shared_gate()
         sent = 0
         for alert in alerts:
-            if not self._gate.admit(alert, moment):
+            if not await gate.admit(alert, moment):
                 continue
             sent += 1
             log.log(_LEVELS.get(alert.severity, logging.WARNING), "alert %s: %s", alert.rule, alert.message)
@@ -113,6 +117,12 @@ class AlertService:
                 self._webhook_tasks.add(task)
                 task.add_done_callback(self._webhook_tasks.discard)
         return sent
+
+    async def _shared_gate(self) -> SharedAlertGate:
+        if self._gate is None:
+            bucket = await self._runtime.js.key_value(topology.ALERT_BUCKET)
+            self._gate = SharedAlertGate(bucket, self._settings.dedup_seconds)
+        return self._gate
 
     async def scan(self) -> int:
         """Evaluate the checkpoint and projector rules once; return how many alerts were sent."""

@@ -13,6 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from contracts import topology
 from services.common.settings import Duration
 
 __all__ = ["RULES", "AlertSettings"]
@@ -40,7 +41,11 @@ class AlertSettings(BaseSettings):
         None, description='Slack-compatible incoming webhook that receives `{"text": ...}`; unset sends none.'
     )
     dedup_seconds: Duration = Field(
-        600.0, ge=0, description="Seconds during which the same alert (rule and subject) is not sent again."
+        600.0,
+        ge=0,
+        le=topology.ALERT_BUCKET_TTL_SECONDS,
+        description="Seconds during which the same alert (rule and subject) is not sent again, by any alerts "
+        "process; at most 7 days, how long the alert bucket keeps an entry.",
     )
     disabled_rules: str = Field("", description="Comma-separated rule names that never fire; default none.")
     failed_kinds: str = Field(

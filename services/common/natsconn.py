@@ -95,6 +95,12 @@ async def _declare_topology(js: JetStreamContext, replicas: int) -> None:
     await _ensure_bucket(js, KeyValueConfig(bucket=topology.CHECKPOINT_BUCKET, history=1, replicas=replicas))
     await _ensure_bucket(js, KeyValueConfig(bucket=topology.LEASE_BUCKET, history=1, replicas=replicas))
     await _ensure_bucket(js, KeyValueConfig(bucket=topology.FLOOD_BUCKET, history=1, replicas=replicas, ttl=86400))
+    await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=topology.ALERT_BUCKET, history=1, replicas=replicas, ttl=topology.ALERT_BUCKET_TTL_SECONDS
+        ),
+    )
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:

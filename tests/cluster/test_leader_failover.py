@@ -91,7 +91,7 @@ async def _probe_advanced(task: asyncio.Task[None], probe: ProbeWriter, count: i
 async def _assert_replicated(js: JetStreamContext) -> None:
     events = await js.stream_info(topology.EVENTS_STREAM)
     assert events.config.num_replicas == 3
-    for bucket in (topology.CHECKPOINT_BUCKET, topology.LEASE_BUCKET):
+    for bucket in (topology.CHECKPOINT_BUCKET, topology.LEASE_BUCKET, topology.ALERT_BUCKET):
         info = await js.stream_info(f"KV_{bucket}")
         assert info.config.num_replicas == 3, bucket
 

@@ -14,6 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from contracts import topology
 from contracts.events import JobCompleted, JobResumed
 from contracts.lease import Lease
+from services.alerts.gate import SharedAlertGate, gate_key
 from services.alerts.rules import Alert, AlertGate
 from services.alerts.service import AlertService
 from services.alerts.settings import AlertSettings
@@ -146,6 +147,51 @@ def test_gate_admits_once_per_window() -> None:
     assert not gate.admit(alert, moment + timedelta(seconds=599))
     assert gate.admit(Alert(rule="job_failed", severity="error", message="m", key="job2"), moment)
     assert gate.admit(alert, moment + timedelta(seconds=600))
+
+
+async def test_gate_admits_once_across_processes(runtime: Runtime) -> None:
+    bucket = await runtime.js.key_value(topology.ALERT_BUCKET)
+    alert = Alert(rule="job_unknown", severity="warning", message="m", key="my-org/my-repo#42")
+    moment = now()
+
+    # Ten alerts processes see the same condition at once: exactly one sends it.
+    gates = [SharedAlertGate(bucket, 600) for _ in range(10)]
+    admitted = await asyncio.gather(*(gate.admit(alert, moment) for gate in gates))
+    assert admitted.count(True) == 1
+
+    # A restarted process (a new gate) still skips it inside the window, and sends it after.
+    restarted = SharedAlertGate(bucket, 600)
+    assert not await restarted.admit(alert, moment + timedelta(seconds=599))
+    assert await restarted.admit(alert, moment + timedelta(seconds=600))
+    assert not await gates[0].admit(alert, moment + timedelta(seconds=601))
+
+    other = Alert(rule="job_unknown", severity="warning", message="m", key="my-org/my-repo#43")
+    assert await gates[0].admit(other, moment)
+    entry = await bucket.get(gate_key(alert))
+    assert entry.value == to_iso(moment + timedelta(seconds=600)).encode()
+
+
+async def test_two_services_send_once(runtime: Runtime, jobs: Any, received: Any, until: Any) -> None:
+    clock = Clock()
+    settings = AlertSettings(unknown_minutes=10, interval=3600, disabled_rules="projector_lag")
+    first = AlertService(runtime=runtime, settings=settings, clock=clock)
+    second = AlertService(runtime=runtime, settings=settings, clock=clock)
+    orphan = await jobs.job(clock.moment - timedelta(minutes=20), turns=3)
+    try:
+        sent = await asyncio.gather(first.scan(), second.scan())
+        assert sorted(sent) == [0, 1]
+        await until(lambda: _count(received, 1))
+
+        # The second service restarts: a fresh instance reads that the alert was sent.
+        await second.close()
+        second = AlertService(runtime=runtime, settings=settings, clock=clock)
+        assert await second.scan() == 0
+        await asyncio.sleep(0.3)
+        assert rules_of(received) == ["job_unknown"]
+        assert received[0]["jobId"] == orphan
+    finally:
+        await first.close()
+        await second.close()
 
 
 def test_settings_read_toml_file(tmp_path: Any, monkeypatch: Any) -> None:
