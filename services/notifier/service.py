@@ -16,7 +16,7 @@ from contracts.checkpoint import Checkpoint
 from contracts.codec import EventDecodeError, decode_event, event_tag
 from contracts.events import CallbackDelivered, CallbackFailed, Event
 from services.common.clock import now_iso
-from services.common.consumers import bind_durable, durable_config
+from services.common.consumers import bind_durable, cancel_until_done, durable_config
 from services.common.fold import fold
 from services.common.history import HistoryError, JobHistory, load_job
 from services.common.resume import append_fact
@@ -103,6 +103,7 @@ class NotifierService:
         try:
             await self._handle(message)
         except asyncio.CancelledError:
+            await cancel_until_done(heartbeat)
             with contextlib.suppress(Exception):
                 await message.nak()
             raise
@@ -110,12 +111,11 @@ class NotifierService:
             # Retry later: reading or appending failed (NATS restarting, a timeout); the callback is
             # delivered again, with the same delivery id, so receivers deduplicate it.
             log.exception("callback of %s not recorded; retrying in %.0fs", message.subject, _RETRY_DELAY)
+            await cancel_until_done(heartbeat)
             with contextlib.suppress(Exception):
                 await message.nak(delay=_RETRY_DELAY)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await cancel_until_done(heartbeat)
             self._slots.release()
 
     async def _handle(self, message: Msg) -> None:

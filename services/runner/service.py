@@ -22,9 +22,9 @@ from contracts.events import CheckpointDeleted, JobCancelled, JobFailed, JobStar
 from contracts.lease import Lease
 from services.common.checkout import CheckoutError, prepare_checkout, repository_path
 from services.common.clock import now, now_iso, to_iso
-from services.common.consumers import durable_config
+from services.common.consumers import cancel_until_done, durable_config
 from services.common.fold import TERMINAL
-from services.common.history import HistoryError, load_job, load_lineage
+from services.common.history import HistoryError, JobHistory, load_job, load_lineage
 from services.common.settings import Settings
 from services.common.store import AppendConflictError, EventStore
 from services.runner.loop import JobLoop, LoopContext
@@ -35,6 +35,7 @@ __all__ = ["RunnerService"]
 log = logging.getLogger(__name__)
 
 _RETRY_EMPTY_SECONDS = 2.0
+_STALE_READ_PAUSE_SECONDS = 0.25
 
 _MAX_FILE_BYTES = 256 * 1024
 """Largest file a tool may write, in bytes. The runner lowers it to a quarter of the server's max
@@ -113,11 +114,7 @@ class RunnerService:
         if running:
             log.info("runner %s stopping: handing back %d running jobs", self.runner_id, len(running))
             _, late = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
-            for task in late:
-                task.cancel()
-            for task in late:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await asyncio.gather(*(cancel_until_done(task) for task in late))
 
     async def run_once(self, job_id: str) -> str:
         """Run one job outside the queue, without heartbeats; return how it ended (`lost` if another runner won)."""
@@ -153,19 +150,11 @@ class RunnerService:
         job_id = topology.job_id_from_subject(message.subject)
         heartbeat = asyncio.create_task(self._heartbeat(message, job_id))
         try:
-            outcome = await self._run_job(job_id, job_loop)
-            if outcome == "lost":
-                # Another runner owns the job and its work item now; neither ack nor nak it.
-                return
-            if outcome == "retry":
-                await message.nak(delay=min(self._settings.lease_seconds, _RETRY_EMPTY_SECONDS))
-                return
-            if outcome == "handed_back":
-                # No delay: the history is consistent after the last append, so another runner may go on now.
-                log.info("job %s: handed back to the queue", job_id)
-                await message.nak()
-                return
-            await message.ack()
+            try:
+                outcome = await self._run_job(job_id, job_loop, request_sequence=message.metadata.sequence.stream)
+            finally:
+                await cancel_until_done(heartbeat)
+            await self._settle(message, job_id, outcome)
         except asyncio.CancelledError:
             # Shutting down: hand the job back right away instead of waiting for the lease to expire.
             with contextlib.suppress(Exception):
@@ -176,14 +165,25 @@ class RunnerService:
             with contextlib.suppress(Exception):
                 await message.nak(delay=self._settings.lease_seconds)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
             self._slots.release()
 
-    async def _run_job(self, job_id: str, job_loop: JobLoop) -> str:
+    async def _settle(self, message: Msg, job_id: str, outcome: str) -> None:
+        if outcome == "lost":
+            # Another runner owns the job and its work item now; neither ack nor nak it.
+            return
+        if outcome == "retry":
+            await message.nak(delay=min(self._settings.lease_seconds, _RETRY_EMPTY_SECONDS))
+            return
+        if outcome == "handed_back":
+            # No delay: the history is consistent after the last append, so another runner may go on now.
+            log.info("job %s: handed back to the queue", job_id)
+            await message.nak()
+            return
+        await message.ack()
+
+    async def _run_job(self, job_id: str, job_loop: JobLoop, *, request_sequence: int = 0) -> str:
         try:
-            history = await load_job(self._store, job_id)
+            history = await self._load_current(job_id, request_sequence)
         except HistoryError as exc:
             log.error("job %s: unreadable history, not running it: %s", job_id, exc)
             return "done"
@@ -234,6 +234,24 @@ class RunnerService:
         await asyncio.to_thread(self._remove_other_workspaces, job_id)
         context = LoopContext(job_id=job_id, lineage=lineage, workspace=workspace, expected_last=expected)
         return await job_loop.run(context)
+
+    async def _load_current(self, job_id: str, request_sequence: int) -> JobHistory | None:
+        """Load the job's history, re-reading while it lacks the request this runner was handed.
+
+        In a cluster a follower may serve the read before it has stored the request that the
+        consumer delivered. Re-reading here, while heartbeats hold the work item, starts the job
+        now rather than after the redelivery delay of a handed-back item.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.store_retry_window
+        while True:
+            history = await load_job(self._store, job_id)
+            if history is not None and history.last_sequence >= request_sequence:
+                return history
+            if loop.time() + _STALE_READ_PAUSE_SECONDS > deadline or await self._was_deleted(job_id):
+                return history
+            log.info("job %s: history read lacks its request (sequence %d); reading again", job_id, request_sequence)
+            await asyncio.sleep(_STALE_READ_PAUSE_SECONDS)
 
     async def _was_deleted(self, job_id: str) -> bool:
         stored = await self._store.read(job_id)

@@ -9,9 +9,12 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
+from contracts import topology
 from contracts.events import JobCancelled, JobCancelRequested, JobStarted, TurnCompleted
 from services.common.clock import now_iso
-from services.common.store import EventStore
+from services.common.store import EventStore, StoredEvent
+from services.runner.model import ModelClient
+from services.runner.service import RunnerService
 from tests.runner.conftest import Harness, wait_for
 
 MakeHarness = Callable[..., Awaitable[Harness]]
@@ -138,3 +141,71 @@ async def test_shutdown_hands_job_back(make_harness: MakeHarness) -> None:
     assert await turn_numbers(harness, job_id) == list(range(1, 9))
     starts = [event for event in await harness.events(job_id) if isinstance(event, JobStarted)]
     assert [start.runner_id for start in starts] == [first.runner_id, second.runner_id]
+
+
+class _LaggingReplicaStore(EventStore):
+    """An event store whose reads come back empty, as from a follower that lags the stream leader.
+
+    The first `stale_reads` reads are empty, and so is every read until `stale_until` (loop time).
+    """
+
+    def __init__(self, store: EventStore, stale_reads: int = 0, stale_until: float = 0.0) -> None:
+        super().__init__(store.nc, store.js)
+        self.stale_reads = stale_reads
+        self.stale_until = stale_until
+
+    async def read(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        if self.stale_reads > 0:
+            self.stale_reads -= 1
+            return []
+        if asyncio.get_running_loop().time() < self.stale_until:
+            return []
+        return await super().read(job_id, after=after, limit=limit)
+
+
+async def _run_until_completed(harness: Harness, runner: RunnerService, job_id: str) -> None:
+    task = asyncio.create_task(runner.run())
+    try:
+
+        async def completed() -> bool:
+            return (await harness.types(job_id))[-1] == "JobCompleted"
+
+        await wait_for(completed, 30, "the job to complete")
+    finally:
+        await runner.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_stale_read_waits_without_handback(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    store = _LaggingReplicaStore(harness.runtime.store, stale_reads=3)
+    client = ModelClient(api_key="simulator", base_url=harness.simulator_url, timeout=30)
+    harness.clients.append(client)
+    runner = RunnerService(store=store, model=client, settings=harness.settings)
+    job_id = await harness.create_job()
+    await _run_until_completed(harness, runner, job_id)
+
+    # The runner read again in place: the work item was delivered once, never handed back.
+    info = await harness.runtime.js.consumer_info(topology.EVENTS_STREAM, topology.RUNNER_CONSUMER)
+    assert info.delivered.consumer_seq == 1
+    assert store.stale_reads == 0
+    assert await turn_numbers(harness, job_id) == list(range(1, 9))
+
+
+async def test_stale_history_handed_back_with_delay(make_harness: MakeHarness) -> None:
+    # A long lease: a redelivery that waited for the ack wait instead of the 2 s nak delay would time out.
+    harness = await make_harness(lease_seconds=60.0, store_retry_window=0.3)
+    store = _LaggingReplicaStore(harness.runtime.store, stale_until=asyncio.get_running_loop().time() + 1.0)
+    client = ModelClient(api_key="simulator", base_url=harness.simulator_url, timeout=30)
+    harness.clients.append(client)
+    runner = RunnerService(store=store, model=client, settings=harness.settings)
+    job_id = await harness.create_job()
+
+    started = asyncio.get_running_loop().time()
+    await _run_until_completed(harness, runner, job_id)
+
+    # The first delivery gave up on the stale history and handed the item back; the redelivery ran it.
+    info = await harness.runtime.js.consumer_info(topology.EVENTS_STREAM, topology.RUNNER_CONSUMER)
+    assert info.delivered.consumer_seq == 2
+    assert asyncio.get_running_loop().time() - started < 30
+    assert await turn_numbers(harness, job_id) == list(range(1, 9))
