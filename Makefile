@@ -15,10 +15,10 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv if missing and install turnlog with its test extras (idempotent)
+install: $(STAMP) ## Create .venv if missing and install turnlog with every extra (idempotent)
 
 demo: install ## Play the rate-limit-then-resume scenario on an embedded stack and stop it
 	$(BIN)/python -m services.demo
@@ -38,7 +38,6 @@ cluster-test: install ## Run tests/cluster: a 3-node NATS cluster, leader kill, 
 	$(BIN)/pytest -q tests/cluster
 
 bench: install ## Run the benchmarks and print their tables (ARGS=--quick for a 2-minute run)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m services.bench $(ARGS)
 
 clean: ## Remove the virtual environment, caches and the default data dir
