@@ -15,7 +15,8 @@ from services.projector.generations import active_generation
 
 __all__ = ["ProjectionLag", "metrics", "projection_lag", "render_metrics"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Prometheus text format 0.0.4; Litestar appends `charset=utf-8` to text media types itself."""
 
 
 class ProjectionLag:

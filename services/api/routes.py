@@ -12,7 +12,7 @@ from litestar.params import Body, FromPath, Parameter
 
 from contracts.checkpoint import JOB_STATUSES, Checkpoint
 from contracts.codec import encode_event, event_tag
-from contracts.events import JobCancelled, JobCancelRequested, JobRequested
+from contracts.events import JobCancelled, JobCancelRequested, JobRequested, JobResumed
 from services.api.callbacks import check_callback_url
 from services.api.errors import ERROR_RESPONSES, ApiError, check_job_id
 from services.api.metrics import projection_lag
@@ -27,7 +27,7 @@ from services.api.schemas import (
 from services.api.state import list_checkpoints, live_view, read_checkpoint
 from services.common.clock import now_iso, to_millis
 from services.common.deletion import DeletionConflictError, JobActiveError, JobNotFoundError, delete_job
-from services.common.history import HistoryError, load_job, load_lineage
+from services.common.history import HistoryError, JobHistory, load_job, load_lineage
 from services.common.ids import derived_job_id, new_job_id
 from services.common.resume import commit_resume, plan_resume
 from services.common.runtime import Runtime
@@ -104,7 +104,7 @@ async def create_job(
         check_callback_url(body.callback.url, allow_private=settings.allow_private_callbacks)
     if not body.task.strip():
         raise ApiError(400, "invalid_request", "task is empty; say what the agent should do", field="task")
-    max_turns = body.max_turns or settings.default_max_turns
+    max_turns = settings.default_max_turns if body.max_turns is None else body.max_turns
     if not 1 <= max_turns <= 1000:
         raise ApiError(400, "invalid_request", f"maxTurns {max_turns} is out of range; use 1 to 1000", field="maxTurns")
     job_id = new_job_id()
@@ -137,7 +137,10 @@ async def job_events(
 ) -> dict[str, Any]:
     """Page through the job's raw events: sequence, time, type and the event itself."""
     check_job_id(job_id)
-    stored = await _runtime(request).store.read(job_id, after=after, limit=limit)
+    store = _runtime(request).store
+    stored = await store.read(job_id, after=after, limit=limit)
+    if not stored and await store.last_sequence(job_id) == 0:
+        raise ApiError(404, "not_found", f"job {job_id} not found; list jobs with GET /checkpoints", field="jobId")
     events = [
         {
             "sequence": item.sequence,
@@ -238,18 +241,15 @@ async def resume(
     idempotency_key = request.headers.get("idempotency-key")
     new_id = derived_job_id("resume", job_id, idempotency_key) if idempotency_key else new_job_id()
     if view.job_status == "resumed" and view.resumed_as == new_id:
-        return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=history.checkpoint.turns)
+        # A retry with the same Idempotency-Key: answer what the first request answered.
+        return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=_resumed_from(history, new_id))
     if not view.can_resume:
         raise ApiError(409, "cannot_resume", f"cannot resume: {view.can_resume_reason}", resumedAs=view.resumed_as)
 
     from_turn = view.turns if body.from_turn is None else body.from_turn
     if not 1 <= from_turn <= view.turns and not (from_turn == 0 and view.turns == 0):
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"fromTurn {from_turn} is out of range; use 1 to {view.turns}",
-            field="fromTurn",
-        )
+        allowed = f"use 1 to {view.turns}" if view.turns else "the job has no completed turn, so use 0 or leave it out"
+        raise ApiError(400, "invalid_request", f"fromTurn {from_turn} is out of range; {allowed}", field="fromTurn")
     plan = plan_resume(
         history,
         new_job_id=new_id,
@@ -274,6 +274,13 @@ async def resume(
         )
         raise ApiError(409, "cannot_resume", f"cannot resume: {reason}", resumedAs=resumed_as) from exc
     return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=from_turn)
+
+
+def _resumed_from(history: JobHistory, new_id: str) -> int:
+    for item in reversed(history.events):
+        if isinstance(item.event, JobResumed) and item.event.new_job_id == new_id:
+            return item.event.from_turn
+    return history.checkpoint.turns if history.checkpoint else 0
 
 
 @get(

@@ -79,23 +79,28 @@ def test_resume_rules_and_concurrency(make_stack: Callable[..., Any], nats_serve
     assert completed.status_code == 409
     assert completed.json()["message"] == f"cannot resume: job {winner} is completed; start a new job instead"
     assert stack.post("/checkpoints/zzzzzzzzzz/resume").status_code == 404
+    unknown_events = stack.get("/jobs/zzzzzzzzzz/events")
+    assert unknown_events.status_code == 404
+    assert unknown_events.json()["field"] == "jobId"
 
 
 def test_idempotency_key_returns_same_job(make_stack: Callable[..., Any], nats_server: Any) -> None:
     stack = make_stack(
         nats_server.url,
-        TURNLOG_SIM_FAULTS="500@2,500@2,500@2,500@2,500@2,500@2,500@2,500@2",
+        TURNLOG_SIM_FAULTS="500@3,500@3,500@3,500@3,500@3,500@3,500@3,500@3",
         TURNLOG_MAX_RETRY_WAIT="0",
     )
     stack.start()
     job_id = create_job(stack)
-    stack.wait_for_status(job_id, {"failed"})
+    assert stack.wait_for_status(job_id, {"failed"})["turns"] == 2
     headers = {"Idempotency-Key": "retry-1"}
-    first = stack.post(f"/checkpoints/{job_id}/resume", json={"note": "Check api/ first"}, headers=headers)
-    second = stack.post(f"/checkpoints/{job_id}/resume", json={"note": "Check api/ first"}, headers=headers)
+    body = {"note": "Check api/ first", "fromTurn": 1}
+    first = stack.post(f"/checkpoints/{job_id}/resume", json=body, headers=headers)
+    second = stack.post(f"/checkpoints/{job_id}/resume", json=body, headers=headers)
     assert first.status_code == 202
     assert second.status_code == 202
-    assert second.json()["newJobId"] == first.json()["newJobId"]
+    assert first.json()["resumingFromTurn"] == 1
+    assert second.json() == first.json()
 
 
 def test_seed_shell_snippets_run_unchanged(make_stack: Callable[..., Any], nats_server: Any) -> None:

@@ -59,7 +59,9 @@ def test_replay_rebuild_metrics_and_stream(make_stack: Callable[..., Any], nats_
     assert "🔄 Rebuilt 1 checkpoint(s) from" in rebuilt.stdout
     assert stack.get(f"/checkpoints/{job_id}").json() == before
 
-    metrics = stack.get("/metrics").text
+    metrics_response = stack.get("/metrics")
+    assert metrics_response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    metrics = metrics_response.text
     assert "turnlog_projection_lag" in metrics
     assert 'turnlog_jobs{status="completed"} 1' in metrics
 

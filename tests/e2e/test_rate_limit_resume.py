@@ -143,6 +143,10 @@ def test_cancel_running_job_after_turn(make_stack: Callable[..., Any], nats_serv
     invalid = stack.post("/jobs", json={"repository": "my-org/my-repo", "task": "x", "maxTurns": "ten"})
     assert invalid.status_code == 400
     assert invalid.json()["field"] == "maxTurns"
+    for bad in (0, 1001):
+        out_of_range = stack.post("/jobs", json={"repository": "my-org/my-repo", "task": "x", "maxTurns": bad})
+        assert out_of_range.status_code == 400, bad
+        assert out_of_range.json()["message"] == f"maxTurns {bad} is out of range; use 1 to 1000"
 
     created = stack.post("/jobs", json={"repository": "my-org/my-repo", "task": "Add error handling", "maxTurns": 10})
     assert created.status_code == 202
