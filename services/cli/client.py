@@ -21,11 +21,21 @@ class CliError(Exception):
         super().__init__(message)
 
 
+def _checked_url(url: str) -> str:
+    try:
+        parsed = httpx.URL(url) if "://" in url else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CliError(f"invalid TURNLOG_API_URL {url!r}: use http://host:port, such as {DEFAULT_API_URL}", 2)
+    return url.rstrip("/")
+
+
 class ApiClient:
     """Calls the API at TURNLOG_API_URL with TURNLOG_API_TOKEN as a bearer token when set."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
-        self.base_url = (base_url or os.environ.get("TURNLOG_API_URL") or DEFAULT_API_URL).rstrip("/")
+        self.base_url = _checked_url(base_url or os.environ.get("TURNLOG_API_URL") or DEFAULT_API_URL)
         token = token or os.environ.get("TURNLOG_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pydantic
 
 from services.cli.client import ApiClient, CliError
 from services.cli.monitor import follow
@@ -324,6 +325,24 @@ def _configure_logging() -> None:
 cli.add_command(cleanup)
 
 
+_ENV_PREFIXES = {
+    "Settings": "TURNLOG_",
+    "AlertSettings": "TURNLOG_ALERT_",
+    "SimulatorSettings": "TURNLOG_SIM_",
+    "ModelSettings": "",
+}
+"""The environment prefix of each settings class, to name the variable behind a bad value."""
+
+
+def setting_error(exc: pydantic.ValidationError) -> str:
+    """Describe the first invalid setting by its environment variable, its value and the rule it broke."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    variable = f"{_ENV_PREFIXES.get(exc.title, 'TURNLOG_')}{field}".upper()
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    return f"invalid {variable} {first.get('input')!r}: {reason}; fix or unset the variable"
+
+
 def main() -> None:
     """Run the CLI, printing a CliError as one sentence on stderr with its exit code."""
     try:
@@ -331,6 +350,9 @@ def main() -> None:
     except CliError as exc:
         click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(exc.exit_code) from None
+    except pydantic.ValidationError as exc:
+        click.echo(f"error: {setting_error(exc)}", err=True)
+        raise SystemExit(2) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 
 import uvicorn
 
+from services.alerts.settings import AlertSettings
 from services.api.app import create_app
+from services.cli.client import CliError
 from services.cli.ops import start_operations
 from services.common.embedded import EmbeddedNats, free_port
 from services.common.runtime import Runtime, open_runtime
@@ -22,6 +25,7 @@ from services.common.settings import ModelSettings, Settings
 from services.projector.service import ProjectorService
 from services.runner.model import ModelClient
 from services.runner.service import RunnerService
+from services.simulator.settings import SimulatorSettings
 
 __all__ = ["SERVICES", "StackOptions", "run_stack"]
 
@@ -61,6 +65,10 @@ async def run_stack(options: StackOptions, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(signum, stop.set)
 
     wanted = set(options.services or SERVICES)
+    # Fail on a bad setting or a busy port before anything starts, rather than after NATS is up.
+    _validate_settings(options, wanted)
+    if wanted & HTTP_SERVICES:
+        _check_port_free(os.environ.get("TURNLOG_HOST", "127.0.0.1"), options.port)
     cleanups: list[Callable[[], Awaitable[None]]] = []
     tasks: list[asyncio.Task[Any]] = []
     cleanup_timeout = 10.0
@@ -214,3 +222,23 @@ def _stopper(server: uvicorn.Server) -> Callable[[], Awaitable[None]]:
         server.should_exit = True
 
     return stop
+
+
+def _validate_settings(options: StackOptions, wanted: set[str]) -> None:
+    """Read every settings class the wanted services use; an invalid variable raises pydantic's error."""
+    Settings(data_dir=options.data_dir)
+    if "runner" in wanted:
+        ModelSettings()
+        SimulatorSettings()
+    if "alerts" in wanted:
+        AlertSettings()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # The same option uvicorn sets, so a port in TIME_WAIT after a restart still counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another port with --port") from exc

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -145,3 +147,44 @@ def test_sse_parser_skips_keepalives() -> None:
 
     lines = iter([": keepalive", "data: ", "", "id: 7", "event: job.started.v1", 'data: {"sequence": 7}', ""])
     assert list(parse_sse(lines)) == [("7", "job.started.v1", '{"sequence": 7}')]
+
+
+def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("TURNLOG_", "ANTHROPIC_"))}
+    return subprocess.run(
+        [TURNLOG, *args], env={**base, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_bad_api_url_is_usage_error(tmp_path: Path) -> None:
+    result = _run(["checkpoints"], tmp_path, TURNLOG_API_URL="localhost:3000")
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: invalid TURNLOG_API_URL 'localhost:3000': use http://host:port, such as http://localhost:3000\n"
+    )
+
+
+def test_bad_setting_stops_up_before_start(tmp_path: Path) -> None:
+    result = _run(
+        ["up", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")], tmp_path, TURNLOG_AUTO_RESUME="maybe"
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: invalid TURNLOG_AUTO_RESUME 'maybe': ")
+    assert "Traceback" not in result.stderr
+    # Nothing was started: no embedded NATS store was created.
+    assert not (tmp_path / "data" / "nats").exists()
+
+
+def test_busy_port_stops_up_before_start(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(["up", "--port", str(port), "--data-dir", str(tmp_path / "data")], tmp_path)
+
+    assert result.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "nats").exists()
