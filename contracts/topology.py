@@ -53,14 +53,14 @@ CHECKPOINT_BUCKET: Final = "turnlog-checkpoints"
 PROJECTION_BUCKET: Final = "turnlog-projection"
 """Contains the `checkpoints` key: which checkpoint bucket and projector consumer are active."""
 
-DEAD_LETTER_ALERT_SUBJECT: Final = "turnlog.alerts.deadletter"
-"""Core NATS subject that receives one JSON alert per event the projector cannot decode."""
+DEAD_LETTER_ALERT_SUBJECT: Final = "turnlog.signals.deadletter"
+"""Core NATS subject that receives one JSON signal per event the projector cannot decode."""
 
 LEASE_BUCKET: Final = "turnlog-leases"
 FLOOD_BUCKET: Final = "turnlog-flood"
 """Recent job start times per issue, for the gateway's flood guard; not part of any job's history."""
 
-FLOOD_ALERT_SUBJECT: Final = "turnlog.alerts.flood"
+FLOOD_ALERT_SUBJECT: Final = "turnlog.signals.flood"
 
 ALERT_BUCKET: Final = "turnlog-alerts"
 """When each alert (rule and subject) was last sent, so every alerts process and restart skips repeats."""

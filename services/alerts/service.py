@@ -69,7 +69,7 @@ class AlertService:
         self._webhook_tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Subscribe to dead letters and floods, catch up the window, then consume and scan until stopped."""
+        """Subscribe to dead letters, floods and the window's job ends, then consume and scan until stopped."""
         nc = self._runtime.nc
         # Open the shared gate first, so a missing bucket stops the start instead of a later alert.
         await self._shared_gate()
@@ -77,7 +77,7 @@ class AlertService:
             await nc.subscribe(topology.DEAD_LETTER_SUBJECT, cb=self._on_dead_letter),
             await nc.subscribe(topology.FLOOD_ALERT_SUBJECT, cb=self._on_flood),
         ]
-        await self._catch_up()
+        await self._follow_window()
         scanner = asyncio.create_task(self._scan_loop(), name="alerts-scan")
         try:
             await self._consume()
@@ -141,31 +141,29 @@ class AlertService:
         alerts.extend(self.engine.window_alerts(moment))
         return await self.send(alerts)
 
-    async def _catch_up(self) -> None:
-        """Read the ends of the last window into the engine without alerting, so a restart keeps the rates."""
+    async def _follow_window(self) -> None:
+        """Feed every job end of the last window, then each new one, to this process's rule engine.
+
+        The durable consumer splits events among alerts processes, so the window rules (failure
+        rate, unresumed failures) count from an ordered consumer of their own in each process,
+        one per event kind. Remembering an event is keyed by its sequence, so an event seen on
+        both feeds counts once. Nothing is alerted here: the rules run on the next event or scan.
+        """
         start = self._clock() - timedelta(seconds=self._settings.failure_window)
-        config = ConsumerConfig(
-            filter_subjects=ALERT_FILTERS,
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=start,
-            inactive_threshold=10.0,
-        )
-        subscription = await self._runtime.js.pull_subscribe("", stream=topology.EVENTS_STREAM, config=config)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        for subject in ALERT_FILTERS:
+            subscription = await self._runtime.js.subscribe(
+                subject, stream=topology.EVENTS_STREAM, ordered_consumer=True, config=config, cb=self._on_window_event
+            )
+            self._subscriptions.append(subscription)
+
+    async def _on_window_event(self, message: Msg) -> None:
         try:
-            while True:
-                try:
-                    messages = await subscription.fetch(256, timeout=0.5)
-                except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
-                    return
-                for message in messages:
-                    with contextlib.suppress(EventDecodeError):
-                        self.engine.remember(decode_event(message.data), message.metadata.sequence.stream)
-                if messages[-1].metadata.num_pending == 0:
-                    return
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            event = decode_event(message.data, sequence=message.metadata.sequence.stream)
+        except EventDecodeError:
+            # Skip it: the projector dead-letters undecodable events, and that raises dead_letter.
+            return
+        self.engine.remember(event, message.metadata.sequence.stream)
 
     async def _consume(self) -> None:
         js = self._runtime.js

@@ -125,7 +125,7 @@ async def project_message(
 
 
 async def report_undecodable(nc: Client, message: Msg, job_id: str, error: EventDecodeError) -> None:
-    """Publish the raw event to the dead-letter subject and a JSON alert to `turnlog.alerts.deadletter`."""
+    """Publish the raw event to the dead-letter subject and a JSON signal to `turnlog.signals.deadletter`."""
     sequence = message.metadata.sequence.stream
     log.error("event %d of job %s on %s cannot be decoded; dead-lettered: %s", sequence, job_id, message.subject, error)
     await nc.publish(
