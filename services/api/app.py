@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
+from litestar.enums import OpenAPIMediaType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 
 from services.api.diff import job_diff
 from services.api.errors import ERROR_RESPONSES, error_handlers
@@ -63,10 +65,27 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers=error_handlers,
         guards=[_bearer_guard(settings)],
-        openapi_config=OpenAPIConfig(title="turnlog", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="turnlog", version="0.1.0", path="/schema", render_plugins=[_OpenAPIDocument()]
+        ),
         debug=False,
         logging_config=None,
     )
+
+
+class _OpenAPIDocument(OpenAPIRenderPlugin):
+    """Serves the OpenAPI document as JSON at `/schema` and `/schema/openapi.json`.
+
+    Litestar's default answer at `/schema` is an HTML viewer that loads its script from a CDN,
+    which shows a blank page offline; the interface promises the document itself there.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(path=["/", "/openapi.json"], media_type=OpenAPIMediaType.OPENAPI_JSON)
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        """Return the document as JSON bytes."""
+        return self.render_json(request, openapi_schema)
 
 
 def _bearer_guard(settings: Settings) -> Any:

@@ -185,6 +185,9 @@ def test_schema_fuzzing_finds_no_server_errors(make_stack: Callable[..., Any], n
     stack.start()
     schema = httpx.get(f"{stack.url}/schema/openapi.json", timeout=10)
     assert schema.status_code == 200
+    at_root = httpx.get(f"{stack.url}/schema", timeout=10)
+    assert at_root.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    assert at_root.json() == schema.json()
     paths = schema.json()["paths"]
     for route in ("/webhook", "/jobs", "/checkpoints", "/checkpoints/{job_id}/resume", "/jobs/{job_id}/cancel"):
         assert route in paths, route
