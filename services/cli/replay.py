@@ -37,11 +37,14 @@ def replay(job_id: str, to_turn: int | None, as_json: bool) -> None:
 def render_replay(document: dict[str, Any]) -> str:
     """Render a replay as `turnlog replay` shows it."""
     turn, last = document["toTurn"], document["lastTurn"]
-    lines = [f"🔁 Replay of job {document['jobId']} at turn {turn} of {last} completed, rebuilt from its events"]
+    lines = [
+        f"🔁 Replay of job {document['jobId']} after turn {turn} (last recorded turn: {last}), rebuilt from its events"
+    ]
     if document.get("turnJobId") and document["turnJobId"] != document["jobId"]:
         lines.append(f"   Turn {turn} belongs to job {document['turnJobId']}, which this job was resumed from")
     if document.get("checkpoint"):
         lines.append("")
+        lines.append(f"   The checkpoint below is the job as it stood after turn {turn}, not as it is now.")
         lines.append(checkpoint_block(document["checkpoint"]))
     lines.append("")
     lines.append(message_history(document["conversation"]))

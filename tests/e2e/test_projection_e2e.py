@@ -45,7 +45,8 @@ def test_replay_rebuild_metrics_and_stream(make_stack: Callable[..., Any], nats_
 
     shown = stack.cli("replay", job_id, "--to-turn", "3")
     assert shown.returncode == 0
-    assert f"🔁 Replay of job {job_id} at turn 3 of 8" in shown.stdout
+    assert f"🔁 Replay of job {job_id} after turn 3 (last recorded turn: 8)" in shown.stdout
+    assert "The checkpoint below is the job as it stood after turn 3, not as it is now." in shown.stdout
     assert "--- Message 7 (user) ---" in shown.stdout
     assert "--- Message 8" not in shown.stdout
     assert "no files changed" in shown.stdout
