@@ -91,7 +91,8 @@ class RunnerService:
                 self._slots.release()
                 break
             for message in messages:
-                task = asyncio.create_task(self._handle(message, job_loop))
+                job_id = topology.job_id_from_subject(message.subject)
+                task = asyncio.create_task(self._handle(message, job_loop), name=job_id)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -112,7 +113,8 @@ class RunnerService:
             self._job_loop.request_stop()
         running = list(self._tasks)
         if running:
-            log.info("runner %s stopping: handing back %d running jobs", self.runner_id, len(running))
+            jobs = ", ".join(sorted(task.get_name() for task in running))
+            log.info("runner %s stopping: handing back %d running job(s): %s", self.runner_id, len(running), jobs)
             _, late = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
             await asyncio.gather(*(cancel_until_done(task) for task in late))
 
