@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -66,8 +67,27 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
         field = _camel(field)
         message = f"invalid query parameter {field}: {reason}; fix it in the URL"
     else:
-        message = f"invalid request body: {reason}"
+        field, message = _body_error(field if isinstance(field, str) else None, reason)
     return Response({"error": "invalid_request", "message": message, "field": field}, status_code=400)
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"contains unknown field `([^`]+)`")
+
+
+def _body_error(key: str | None, reason: str) -> tuple[str | None, str]:
+    """Name the body field a msgspec validation message is about; `data` is Litestar's key for the root."""
+    parent = None if key in (None, "data") else key
+    missing, unknown = _MISSING.search(reason), _UNKNOWN.search(reason)
+    if missing is not None:
+        field = ".".join(part for part in (parent, missing.group(1)) if part)
+        return field, f"invalid request body: {field} is missing; add it (GET /schema lists the fields)"
+    if unknown is not None:
+        field = ".".join(part for part in (parent, unknown.group(1)) if part)
+        return field, f"invalid request body: unknown field {field}; remove it (GET /schema lists the fields)"
+    if parent is None:
+        return None, f"invalid request body: {reason.replace('`', '')}; send a JSON object"
+    return parent, f"invalid request body: {parent}: {reason.replace('`', '')}"
 
 
 def _camel(name: str) -> str:
