@@ -37,10 +37,11 @@ def render_cleanup(report: dict[str, Any]) -> str:
     """Render a `POST /cleanup` report: one line per job deleted (or that would be), then the jobs kept."""
     jobs: list[dict[str, Any]] = report.get("jobs", [])
     skipped: list[dict[str, Any]] = report.get("skipped", [])
+    end = ":" if jobs else "."
     if report.get("dryRun"):
-        lines = [f"Would delete {len(jobs)} job(s) (dry run, nothing deleted):"]
+        lines = [f"Would delete {len(jobs)} job(s) (dry run, nothing deleted){end}"]
     else:
-        lines = [f"Deleted {sum(1 for job in jobs if job.get('deleted'))} job(s):"]
+        lines = [f"Deleted {sum(1 for job in jobs if job.get('deleted'))} job(s){end}"]
     for job in jobs:
         lines.append(f"   {job['jobId']}  {job['jobStatus']:<10} last updated {job['lastUpdated']}  ({job['reason']})")
     if skipped:

@@ -44,7 +44,7 @@ async def apply_retention(
     for chain in expired:
         # The last job first: if this stops halfway, every job left still has its whole lineage.
         for index, view in enumerate([chain.job, *chain.ancestors]):
-            reason = chain.reason if index == 0 else f"resumed as job {chain.job.job_id}, which is deleted"
+            reason = chain.reason if index == 0 else f"resumed as job {chain.job.job_id}, which the policy deletes"
             entry: dict[str, Any] = {
                 "jobId": view.job_id,
                 "jobStatus": view.job_status,
