@@ -17,15 +17,37 @@ from contracts import topology
 log = logging.getLogger(__name__)
 
 _STREAM_IN_USE = 10058
+_ERROR_LOG_EVERY = 60
+"""While NATS stays unreachable, log one connection error in this many (about one per 30 s)."""
+
+
+class _RepeatedErrors:
+    """Counts connection errors since the last successful connection."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def seen(self) -> int:
+        self._count += 1
+        return self._count
+
+    def reset(self) -> None:
+        self._count = 0
 
 
 async def connect(servers: list[str], *, name: str) -> Client:
     """Connect with unlimited reconnects, so a restarted or re-elected server never ends a service."""
 
     client = Client()
+    repeats = _RepeatedErrors()
 
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS connection error: %s", exc)
+        # A reconnect loop fails every 0.5 s while the servers are down: log the first failure and
+        # then one line per _ERROR_LOG_EVERY failures, with the count.
+        count = repeats.seen()
+        if count == 1 or count % _ERROR_LOG_EVERY == 0:
+            suffix = f" ({count} times since the last connection)" if count > 1 else ""
+            log.warning("NATS connection error: %s%s", exc, suffix)
 
     async def on_disconnect() -> None:
         # Closing the connection on purpose also disconnects it; only an unexpected loss is news.
@@ -33,6 +55,7 @@ async def connect(servers: list[str], *, name: str) -> Client:
             log.warning("disconnected from NATS; reconnecting")
 
     async def on_reconnect() -> None:
+        repeats.reset()
         log.info("reconnected to NATS")
 
     await client.connect(
