@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -18,11 +18,13 @@ from contracts.codec import EventDecodeError, decode_event
 from contracts.events import CheckpointDeleted, Event
 from services.common.clock import now_iso
 from services.common.fold import evolve, mark_history_error
+from services.common.store import EventStore
 
 __all__ = [
     "OutOfOrderError",
     "apply_event",
     "apply_history_error",
+    "fold_stored_history",
     "project_message",
     "report_undecodable",
 ]
@@ -96,12 +98,14 @@ def _ordered(
 
 
 async def project_message(
-    checkpoints: KeyValue, message: Msg, *, dead_letters: Client | None
+    checkpoints: KeyValue, message: Msg, *, dead_letters: Client | None, store: EventStore | None = None
 ) -> tuple[str, Event | None]:
     """Apply one consumed stream message; return its job id and the decoded event (None when undecodable).
 
     An undecodable event is never skipped silently: it marks the job's checkpoint, and when
-    `dead_letters` is given it is also published to the dead-letter subject with an alert.
+    `dead_letters` is given it is also published to the dead-letter subject with an alert. With
+    `store` given, an event that arrives before its predecessor was applied (two projectors share
+    the consumer, or a redelivery overtook it) is applied by folding the job's stored history up to it.
     """
     sequence = message.metadata.sequence.stream
     job_id = topology.job_id_from_subject(message.subject)
@@ -109,19 +113,65 @@ async def project_message(
     # stored header names the event this one must follow.
     header = (message.headers or {}).get(_PREVIOUS_HEADER)
     previous = int(header) if header is not None and header.isdigit() else None
-    # After many redeliveries the predecessor cannot be coming (it was unreadable or purged): apply anyway.
-    enforce = message.metadata.num_delivered <= _MAX_ORDER_WAITS
+    # Without the store to fold from, an event redelivered this often cannot expect its predecessor
+    # any more (it was unreadable or purged): apply it anyway. With the store, folding always works.
+    enforce = store is not None or message.metadata.num_delivered <= _MAX_ORDER_WAITS
     try:
         event = decode_event(message.data, sequence=sequence)
     except EventDecodeError as exc:
-        await apply_history_error(
+        applied = apply_history_error(
             checkpoints, job_id, exc.history_error(), sequence, previous=previous, enforce=enforce
         )
+        await _in_order(applied, checkpoints, store)
         if dead_letters is not None and message.metadata.num_delivered <= 1:
             await report_undecodable(dead_letters, message, job_id, exc)
         return job_id, None
-    await apply_event(checkpoints, event, sequence, previous=previous, enforce=enforce)
+    await _in_order(apply_event(checkpoints, event, sequence, previous=previous, enforce=enforce), checkpoints, store)
     return job_id, event
+
+
+async def _in_order(apply: Awaitable[None], checkpoints: KeyValue, store: EventStore | None) -> None:
+    try:
+        await apply
+    except OutOfOrderError as exc:
+        if store is None or not await fold_stored_history(checkpoints, store, exc.job_id, exc.sequence, exc.previous):
+            raise
+        log.info(
+            "event %d of job %s arrived before event %d was applied; folded the job's stored history up to it",
+            exc.sequence,
+            exc.job_id,
+            exc.previous,
+        )
+
+
+async def fold_stored_history(
+    checkpoints: KeyValue, store: EventStore, job_id: str, sequence: int, previous: int
+) -> bool:
+    """Write the job's checkpoint as the fold of its stored events up to `sequence`, unless it is already past it.
+
+    Returns False, writing nothing, when the read lacks `previous` or `sequence`: a follower that
+    lags the stream leader can serve such a read, and the caller retries later.
+    """
+    stored = [item for item in await store.read(job_id) if item.sequence <= sequence]
+    present = {item.sequence for item in stored}
+    deleted = any(isinstance(item.event, CheckpointDeleted) for item in stored)
+    # A deletion purges the events before its tombstone, so only then may the predecessor be missing.
+    if sequence not in present or (previous not in present and not deleted):
+        return False
+
+    def change(current: Checkpoint | None) -> Checkpoint | None:
+        if current is not None and current.last_sequence >= sequence:
+            return current
+        state: Checkpoint | None = None
+        for item in stored:
+            if item.event is not None:
+                state = evolve(state, item.event, item.sequence)
+            elif item.error is not None:
+                state = mark_history_error(state, item.error.history_error(), item.sequence)
+        return state
+
+    await _update(checkpoints, job_id, change, tombstone=deleted)
+    return True
 
 
 async def report_undecodable(nc: Client, message: Msg, job_id: str, error: EventDecodeError) -> None:

@@ -1,12 +1,11 @@
 """The projector service: a durable consumer over all events that keeps checkpoints exact and idempotent.
 
-Ordering: the fold skips any event at or below a checkpoint's last applied sequence, so each
-consumer must apply a job's events in stream order. The consumer allows only one fetched batch
-unacknowledged (`max_ack_pending` equals the batch size) and the batch is acknowledged only after
-every event in it is applied. Two processes bound to the same durable therefore take turns batch
-by batch and never apply a job's events out of order. Projectors with different durable names
-each see every event in order, and revision-checked writes keep their updates from overwriting
-each other.
+Ordering: the fold skips any event at or below a checkpoint's last applied sequence, so a job's
+events must reach its checkpoint in stream order. Each stored event names its predecessor (the
+expected-last-sequence header of its append). When an event arrives before that predecessor was
+applied, because two processes share the durable or a redelivery was overtaken, the projector
+folds the job's stored events up to it instead, and the late predecessor then changes nothing.
+Revision-checked writes keep concurrent projectors from overwriting each other.
 """
 
 from __future__ import annotations
@@ -152,7 +151,7 @@ class ProjectorService:
         delay = _RETRY_FIRST_SECONDS
         while True:
             try:
-                await project_message(checkpoints, message, dead_letters=self._store.nc)
+                await project_message(checkpoints, message, dead_letters=self._store.nc, store=self._store)
                 return
             except OutOfOrderError:
                 raise

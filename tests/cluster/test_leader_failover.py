@@ -1,4 +1,4 @@
-"""SIGKILL of the stream leader of a 3-node R3 cluster while 20 jobs run on 3 runners: nothing is lost or doubled."""
+"""SIGKILL of the stream leader of a 3-node R3 cluster while 20 jobs run on 3 runners and 2 projectors: nothing is lost or doubled."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ SIMULATED_TURNS = 8
 async def test_leader_kill_loses_nothing(nats_cluster: NatsCluster, make_fleet: Callable[..., Fleet]) -> None:
     fleet = make_fleet(nats_cluster.url, TURNLOG_REPLICAS="3", TURNLOG_SIM_LATENCY_MS="100", TURNLOG_LEASE_SECONDS="10")
     fleet.serve_api()
+    # Two projectors share the durable consumer, so events of one job also reach them out of order.
     fleet.serve("projector", "projector")
+    fleet.serve("projector2", "projector")
     for index in range(1, RUNNERS + 1):
         fleet.serve(f"runner{index}", "runner")
     nc = await connect_cluster(nats_cluster.url)

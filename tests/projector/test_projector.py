@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.js.errors import NoKeysError
 
 from contracts.checkpoint import Checkpoint
 from contracts.events import JobFailed, JobRequested, JobStarted, TurnCompleted, Usage
@@ -15,6 +16,7 @@ from services.common.fold import fold
 from services.common.ids import new_job_id
 from services.common.runtime import Runtime, open_runtime
 from services.common.settings import Settings
+from services.projector.projection import OutOfOrderError, apply_event, fold_stored_history
 from services.projector.service import ProjectorService
 
 AT = "2026-01-15T10:30:45.000Z"
@@ -98,3 +100,43 @@ async def test_checkpoints_equal_fold_and_replay_is_idempotent(runtime: Runtime)
         entry = await runtime.checkpoints.get(job_id)
         assert entry.value == live[job_id]
         assert entry.revision == revisions[job_id]
+
+
+async def test_overtaking_event_folds_stored_history(runtime: Runtime) -> None:
+    job_id = new_job_id()
+    await write_job(runtime, job_id, turns=3)
+    history = await runtime.store.read(job_id)
+    request, *_, third_turn, failure = history
+    bucket = runtime.checkpoints
+    await apply_event(bucket, request.event, request.sequence)  # type: ignore[arg-type]
+
+    # The failure arrives while only the request is applied, as when another projector holds turns 1 to 3.
+    with pytest.raises(OutOfOrderError):
+        await apply_event(bucket, failure.event, failure.sequence, previous=third_turn.sequence)  # type: ignore[arg-type]
+    assert await fold_stored_history(bucket, runtime.store, job_id, failure.sequence, third_turn.sequence)
+
+    entry = await bucket.get(job_id)
+    expected = fold([(item.sequence, item.event) for item in history if item.event is not None])
+    assert msgspec.json.decode(entry.value or b"", type=Checkpoint) == expected
+
+    # The overtaken turns arrive afterwards and change nothing.
+    for item in history[1:-1]:
+        await apply_event(bucket, item.event, item.sequence)  # type: ignore[arg-type]
+    assert (await bucket.get(job_id)).value == entry.value
+
+
+async def test_fold_waits_for_missing_predecessor(runtime: Runtime) -> None:
+    job_id = new_job_id()
+    await write_job(runtime, job_id, turns=1)
+    last = (await runtime.store.read(job_id))[-1]
+
+    # A read that lacks the predecessor (a lagging follower) writes nothing, so the event is retried.
+    assert not await fold_stored_history(runtime.checkpoints, runtime.store, job_id, last.sequence, last.sequence + 7)
+    assert job_id not in await _keys(runtime)
+
+
+async def _keys(runtime: Runtime) -> list[str]:
+    try:
+        return list(await runtime.checkpoints.keys())
+    except NoKeysError:
+        return []
