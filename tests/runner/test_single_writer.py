@@ -45,9 +45,13 @@ async def test_stale_runner_stops_after_takeover(make_harness: MakeHarness) -> N
         return len(await turn_numbers(harness, job_id)) >= 2
 
     await wait_for(two_turns, 30, "two turns by the first runner")
-    taken_over = await harness.run(job_id)
+    # The stale runner may record a turn between the new runner's read and its start, which makes
+    # the start lose; the queue would deliver the job again, so the test tries again too.
+    attempts = [await harness.run(job_id)]
+    while attempts[-1] == "lost" and len(attempts) < 5:
+        attempts.append(await harness.run(job_id))
 
-    assert taken_over == "completed"
+    assert attempts[-1] == "completed", attempts
     assert await asyncio.wait_for(stale, 30) == "lost"
     events = await harness.events(job_id)
     starts = [event for event in events if isinstance(event, JobStarted)]
