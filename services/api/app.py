@@ -76,8 +76,8 @@ def create_app(
 class _OpenAPIDocument(OpenAPIRenderPlugin):
     """Serves the OpenAPI document as JSON at `/schema` and `/schema/openapi.json`.
 
-    Litestar's default answer at `/schema` is an HTML viewer that loads its script from a CDN,
-    which shows a blank page offline; the interface promises the document itself there.
+    Litestar's default response at `/schema` is an HTML viewer that loads its script from a CDN,
+    which shows a blank page offline. The interface promises the document itself there.
     """
 
     def __init__(self) -> None:

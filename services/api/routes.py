@@ -241,7 +241,7 @@ async def resume(
     idempotency_key = request.headers.get("idempotency-key")
     new_id = derived_job_id("resume", job_id, idempotency_key) if idempotency_key else new_job_id()
     if view.job_status == "resumed" and view.resumed_as == new_id:
-        # A retry with the same Idempotency-Key: answer what the first request answered.
+        # A retry with the same Idempotency-Key gets the first request's response.
         return ResumeOut(original_job_id=job_id, new_job_id=new_id, resuming_from_turn=_resumed_from(history, new_id))
     if not view.can_resume:
         raise ApiError(409, "cannot_resume", f"cannot resume: {view.can_resume_reason}", resumedAs=view.resumed_as)

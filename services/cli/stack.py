@@ -111,8 +111,8 @@ async def run_stack(options: StackOptions, stop: asyncio.Event | None = None) ->
             cleanups.append(_stopper(server))
 
         options.ready.set()
-        what = f"turnlog {', '.join(options.services)}" if options.services else "turnlog"
-        options.announce(f"{what} is up. Press Ctrl+C to stop.")
+        stack_name = f"turnlog {', '.join(options.services)}" if options.services else "turnlog"
+        options.announce(f"{stack_name} is up. Press Ctrl+C to stop.")
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:

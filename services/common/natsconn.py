@@ -21,30 +21,18 @@ _ERROR_LOG_EVERY = 60
 """While NATS stays unreachable, log one connection error in this many (about one per 30 s)."""
 
 
-class _RepeatedErrors:
-    """Counts connection errors since the last successful connection."""
-
-    def __init__(self) -> None:
-        self._count = 0
-
-    def seen(self) -> int:
-        self._count += 1
-        return self._count
-
-    def reset(self) -> None:
-        self._count = 0
-
-
 async def connect(servers: list[str], *, name: str) -> Client:
     """Connect with unlimited reconnects, so a restarted or re-elected server never ends a service."""
 
     client = Client()
-    repeats = _RepeatedErrors()
+    errors_since_connect = 0
 
     async def on_error(exc: Exception) -> None:
-        # A reconnect loop fails every 0.5 s while the servers are down: log the first failure and
-        # then one line per _ERROR_LOG_EVERY failures, with the count.
-        count = repeats.seen()
+        # A reconnect loop fails every 0.5 s while the servers are down, so log the first failure
+        # and then one line per _ERROR_LOG_EVERY failures, with the count.
+        nonlocal errors_since_connect
+        errors_since_connect += 1
+        count = errors_since_connect
         if count == 1 or count % _ERROR_LOG_EVERY == 0:
             suffix = f" ({count} times since the last connection)" if count > 1 else ""
             log.warning("NATS connection error: %s%s", exc, suffix)
@@ -55,7 +43,8 @@ async def connect(servers: list[str], *, name: str) -> Client:
             log.warning("disconnected from NATS; reconnecting")
 
     async def on_reconnect() -> None:
-        repeats.reset()
+        nonlocal errors_since_connect
+        errors_since_connect = 0
         log.info("reconnected to NATS")
 
     await client.connect(

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 _DELETED_OPERATIONS = frozenset({"DEL", "PURGE"})
 _PREVIOUS_HEADER = "Nats-Expected-Last-Subject-Sequence"
-_MAX_ORDER_WAITS = 20
-"""Deliveries an event waits for its predecessor before it is applied without the order check."""
 
 
 class OutOfOrderError(Exception):
@@ -51,19 +49,13 @@ class OutOfOrderError(Exception):
         )
 
 
-async def apply_event(
-    checkpoints: KeyValue, event: Event, sequence: int, *, previous: int | None = None, enforce: bool = True
-) -> None:
+async def apply_event(checkpoints: KeyValue, event: Event, sequence: int, *, previous: int | None = None) -> None:
     """Fold one event into its job's checkpoint with revision-checked writes, re-reading on conflict.
 
-    `previous` is the sequence of the job's event before this one, when known; an event whose
+    `previous` is the sequence of the job's event before this one, when known. An event whose
     predecessor is not applied yet raises OutOfOrderError instead of being skipped for good.
-    `enforce=False` applies it anyway, for an event redelivered so often that its predecessor
-    cannot be coming (a first event that was unreadable, for example).
     """
-    change = _ordered(
-        event.job_id, sequence, previous if enforce else None, lambda current: evolve(current, event, sequence)
-    )
+    change = _ordered(event.job_id, sequence, previous, lambda current: evolve(current, event, sequence))
     await _update(checkpoints, event.job_id, change, tombstone=isinstance(event, CheckpointDeleted))
 
 
@@ -74,12 +66,9 @@ async def apply_history_error(
     sequence: int,
     *,
     previous: int | None = None,
-    enforce: bool = True,
 ) -> None:
     """Mark the job's checkpoint with the unreadable event at `sequence`, so `canResume` can say why."""
-    change = _ordered(
-        job_id, sequence, previous if enforce else None, lambda current: mark_history_error(current, detail, sequence)
-    )
+    change = _ordered(job_id, sequence, previous, lambda current: mark_history_error(current, detail, sequence))
     await _update(checkpoints, job_id, change)
 
 
@@ -98,14 +87,14 @@ def _ordered(
 
 
 async def project_message(
-    checkpoints: KeyValue, message: Msg, *, dead_letters: Client | None, store: EventStore | None = None
+    checkpoints: KeyValue, message: Msg, *, store: EventStore, dead_letters: Client | None
 ) -> tuple[str, Event | None]:
     """Apply one consumed stream message; return its job id and the decoded event (None when undecodable).
 
     An undecodable event is never skipped silently: it marks the job's checkpoint, and when
-    `dead_letters` is given it is also published to the dead-letter subject with an alert. With
-    `store` given, an event that arrives before its predecessor was applied (two projectors share
-    the consumer, or a redelivery overtook it) is applied by folding the job's stored history up to it.
+    `dead_letters` is given it is also published to the dead-letter subject with an alert. An event
+    that arrives before its predecessor was applied (two projectors share the consumer, or a
+    redelivery overtook it) is applied by folding the job's events from `store` up to it.
     """
     sequence = message.metadata.sequence.stream
     job_id = topology.job_id_from_subject(message.subject)
@@ -113,28 +102,23 @@ async def project_message(
     # stored header names the event this one must follow.
     header = (message.headers or {}).get(_PREVIOUS_HEADER)
     previous = int(header) if header is not None and header.isdigit() else None
-    # Without the store to fold from, an event redelivered this often cannot expect its predecessor
-    # any more (it was unreadable or purged): apply it anyway. With the store, folding always works.
-    enforce = store is not None or message.metadata.num_delivered <= _MAX_ORDER_WAITS
     try:
         event = decode_event(message.data, sequence=sequence)
     except EventDecodeError as exc:
-        applied = apply_history_error(
-            checkpoints, job_id, exc.history_error(), sequence, previous=previous, enforce=enforce
-        )
-        await _in_order(applied, checkpoints, store)
+        marked = apply_history_error(checkpoints, job_id, exc.history_error(), sequence, previous=previous)
+        await _in_order(marked, checkpoints, store)
         if dead_letters is not None and message.metadata.num_delivered <= 1:
             await report_undecodable(dead_letters, message, job_id, exc)
         return job_id, None
-    await _in_order(apply_event(checkpoints, event, sequence, previous=previous, enforce=enforce), checkpoints, store)
+    await _in_order(apply_event(checkpoints, event, sequence, previous=previous), checkpoints, store)
     return job_id, event
 
 
-async def _in_order(apply: Awaitable[None], checkpoints: KeyValue, store: EventStore | None) -> None:
+async def _in_order(apply: Awaitable[None], checkpoints: KeyValue, store: EventStore) -> None:
     try:
         await apply
     except OutOfOrderError as exc:
-        if store is None or not await fold_stored_history(checkpoints, store, exc.job_id, exc.sequence, exc.previous):
+        if not await fold_stored_history(checkpoints, store, exc.job_id, exc.sequence, exc.previous):
             raise
         log.info(
             "event %d of job %s arrived before event %d was applied; folded the job's stored history up to it",

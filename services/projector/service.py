@@ -151,7 +151,7 @@ class ProjectorService:
         delay = _RETRY_FIRST_SECONDS
         while True:
             try:
-                await project_message(checkpoints, message, dead_letters=self._store.nc, store=self._store)
+                await project_message(checkpoints, message, store=self._store, dead_letters=self._store.nc)
                 return
             except OutOfOrderError:
                 raise

@@ -92,7 +92,7 @@ class RunnerService:
                 break
             for message in messages:
                 job_id = topology.job_id_from_subject(message.subject)
-                task = asyncio.create_task(self._handle(message, job_loop), name=job_id)
+                task = asyncio.create_task(self._handle(message, job_id, job_loop), name=job_id)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -148,8 +148,7 @@ class RunnerService:
         config = durable_config(topology.RUNNER_CONSUMER, [topology.WORK_FILTER], ack_wait=self._settings.lease_seconds)
         await self._store.js.add_consumer(topology.EVENTS_STREAM, config=config)
 
-    async def _handle(self, message: Msg, job_loop: JobLoop) -> None:
-        job_id = topology.job_id_from_subject(message.subject)
+    async def _handle(self, message: Msg, job_id: str, job_loop: JobLoop) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(message, job_id))
         try:
             try:

@@ -80,15 +80,7 @@ async def test_every_rule_fires_once(runtime: Runtime, jobs: Any, received: Any,
         await jobs.fail(again, clock.moment, kind="overloaded")
         third = await jobs.job(clock.moment)
         await jobs.fail(third, clock.moment, kind="model_rejected", retryable=False)
-        await runtime.nc.publish(
-            topology.DEAD_LETTER_SUBJECT,
-            b"{broken",
-            headers={
-                "Turnlog-Subject": f"turnlog.events.{first}.turn",
-                "Turnlog-Sequence": "7",
-                "Turnlog-Error": "bad",
-            },
-        )
+        await _publish_dead_letter(runtime, first)
         await runtime.nc.publish(
             topology.FLOOD_ALERT_SUBJECT,
             json.dumps(
@@ -114,15 +106,7 @@ async def test_every_rule_fires_once(runtime: Runtime, jobs: Any, received: Any,
 
         # The same conditions again inside the dedup window: nothing new.
         await jobs.append(JobCompleted(job_id=busy, at=to_iso(clock.moment), summary="ok", turns=9))
-        await runtime.nc.publish(
-            topology.DEAD_LETTER_SUBJECT,
-            b"{broken",
-            headers={
-                "Turnlog-Subject": f"turnlog.events.{first}.turn",
-                "Turnlog-Sequence": "7",
-                "Turnlog-Error": "bad",
-            },
-        )
+        await _publish_dead_letter(runtime, first)
         await service.scan()
         await asyncio.sleep(0.5)
         assert rules_of(received) == expected
@@ -233,6 +217,15 @@ def test_settings_read_toml_file(tmp_path: Any, monkeypatch: Any) -> None:
     assert settings.failure_rate == 0.75
     assert not settings.enabled("near_max_turns")
     assert settings.enabled("job_failed")
+
+
+async def _publish_dead_letter(runtime: Runtime, job_id: str) -> None:
+    """Publish the raw signal the projector sends for an undecodable event of `job_id`."""
+    await runtime.nc.publish(
+        topology.DEAD_LETTER_SUBJECT,
+        b"{broken",
+        headers={"Turnlog-Subject": f"turnlog.events.{job_id}.turn", "Turnlog-Sequence": "7", "Turnlog-Error": "bad"},
+    )
 
 
 async def _consumer_ready(runtime: Runtime) -> bool:

@@ -110,7 +110,7 @@ async def test_overtaking_event_folds_stored_history(runtime: Runtime) -> None:
     bucket = runtime.checkpoints
     await apply_event(bucket, request.event, request.sequence)  # type: ignore[arg-type]
 
-    # The failure arrives while only the request is applied, as when another projector holds turns 1 to 3.
+    # The failure arrives while only the request is applied, as when another projector is still applying turns 1 to 3.
     with pytest.raises(OutOfOrderError):
         await apply_event(bucket, failure.event, failure.sequence, previous=third_turn.sequence)  # type: ignore[arg-type]
     assert await fold_stored_history(bucket, runtime.store, job_id, failure.sequence, third_turn.sequence)

@@ -17,6 +17,7 @@ from services.common.clock import now_iso
 from services.common.ids import new_job_id
 from services.common.runtime import Runtime, open_runtime
 from services.common.settings import Settings
+from services.common.store import EventStore
 from services.demo.sample import create_sample_repository
 from services.runner.model import ModelClient
 from services.runner.service import RunnerService
@@ -35,11 +36,11 @@ class Harness:
     simulator_url: str
     clients: list[ModelClient] = field(default_factory=list)
 
-    def runner(self, **overrides: Any) -> RunnerService:
+    def runner(self, *, store: EventStore | None = None, **overrides: Any) -> RunnerService:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         client = ModelClient(api_key="simulator", base_url=self.simulator_url, timeout=30)
         self.clients.append(client)
-        return RunnerService(store=self.runtime.store, model=client, settings=settings)
+        return RunnerService(store=store or self.runtime.store, model=client, settings=settings)
 
     async def create_job(self, *, max_turns: int = 10, repository: str = REPOSITORY) -> str:
         job_id = new_job_id()

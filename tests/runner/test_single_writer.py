@@ -13,7 +13,6 @@ from contracts import topology
 from contracts.events import JobCancelled, JobCancelRequested, JobStarted, TurnCompleted
 from services.common.clock import now_iso
 from services.common.store import EventStore, StoredEvent
-from services.runner.model import ModelClient
 from services.runner.service import RunnerService
 from tests.runner.conftest import Harness, wait_for
 
@@ -45,8 +44,8 @@ async def test_stale_runner_stops_after_takeover(make_harness: MakeHarness) -> N
         return len(await turn_numbers(harness, job_id)) >= 2
 
     await wait_for(two_turns, 30, "two turns by the first runner")
-    # The stale runner may record a turn between the new runner's read and its start, which makes
-    # the start lose; the queue would deliver the job again, so the test tries again too.
+    # The stale runner may record a turn between the new runner's read and its start. The start then
+    # loses and the queue would deliver the job again, so the test tries again too.
     attempts = [await harness.run(job_id)]
     while attempts[-1] == "lost" and len(attempts) < 5:
         attempts.append(await harness.run(job_id))
@@ -130,16 +129,7 @@ async def test_shutdown_hands_job_back(make_harness: MakeHarness) -> None:
     stopped_at = await turn_numbers(harness, job_id)
 
     second = harness.runner()
-    second_task = asyncio.create_task(second.run())
-    try:
-
-        async def completed() -> bool:
-            return (await harness.types(job_id))[-1] == "JobCompleted"
-
-        await wait_for(completed, 30, "the job to complete on the second runner")
-    finally:
-        await second.stop()
-        await asyncio.wait_for(second_task, 10)
+    await _run_until_completed(harness, second, job_id)
 
     assert 1 <= len(stopped_at) < 8
     assert await turn_numbers(harness, job_id) == list(range(1, 9))
@@ -183,9 +173,7 @@ async def _run_until_completed(harness: Harness, runner: RunnerService, job_id: 
 async def test_stale_read_waits_without_handback(make_harness: MakeHarness) -> None:
     harness = await make_harness()
     store = _LaggingReplicaStore(harness.runtime.store, stale_reads=3)
-    client = ModelClient(api_key="simulator", base_url=harness.simulator_url, timeout=30)
-    harness.clients.append(client)
-    runner = RunnerService(store=store, model=client, settings=harness.settings)
+    runner = harness.runner(store=store)
     job_id = await harness.create_job()
     await _run_until_completed(harness, runner, job_id)
 
@@ -200,9 +188,7 @@ async def test_stale_history_handed_back_with_delay(make_harness: MakeHarness) -
     # A long lease: a redelivery that waited for the ack wait instead of the 2 s nak delay would time out.
     harness = await make_harness(lease_seconds=60.0, store_retry_window=0.3)
     store = _LaggingReplicaStore(harness.runtime.store, stale_until=asyncio.get_running_loop().time() + 1.0)
-    client = ModelClient(api_key="simulator", base_url=harness.simulator_url, timeout=30)
-    harness.clients.append(client)
-    runner = RunnerService(store=store, model=client, settings=harness.settings)
+    runner = harness.runner(store=store)
     job_id = await harness.create_job()
 
     started = asyncio.get_running_loop().time()
